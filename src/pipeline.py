@@ -1,0 +1,445 @@
+"""The recipe: setup -> edit stage -> release the editor -> score stage -> report.
+
+Read top to bottom. `run()` is the whole run; every helper below it does one step. Models are
+*controllers*: they are built from the config, loaded once, used, released. What they produce becomes
+*records* in the run's SQLite file (src/state.py), and the reports are built from those alone.
+
+Two modes:
+- `two_stage` (default): load the editor once, edit every pending pair of every category, release it
+  (GPU and host memory), load the judge once, score every pending edit. One swap per run.
+- `interleaved`: the per-category alternation of the user's earlier design (edit category 1, score
+  category 1, edit category 2, ...), with both models loaded once and moved off/on the GPU between
+  categories: 2 x categories - 1 swaps. Kept for comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from PIL import Image
+from tqdm import tqdm
+
+from src.config import RunConfig, dump_yaml, sha256_json
+from src.data import Benchmark, InvalidPair, PairSpec, load_benchmark, safe_name
+from src.models.base import BaseEditModel, BaseRewardModel, EditRequest, ScoreRequest, ScoreResult
+from src.prompts import render_prompt, template_for_category
+from src.report import write_reports
+from src.state import EditRecord, ScoreRecord, State, write_file_atomic
+
+log = logging.getLogger("ieb")
+
+STAGES = ("all", "edit", "score", "report")
+
+
+class ResumeError(Exception):
+    """The run folder's records were made by something else than this config (named in the message)."""
+
+
+@dataclass
+class Stats:
+    """What this invocation did; stored with the invocation and shown in the report."""
+
+    model_loads: dict[str, int] = field(default_factory=lambda: {"editor": 0, "judge": 0})
+    model_swaps: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    on_gpu: str | None = None  # which model is active on the device, for counting swaps
+
+    def add_seconds(self, key: str, dt: float) -> None:
+        self.seconds[key] = round(self.seconds.get(key, 0.0) + dt, 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_loads": dict(self.model_loads), "model_swaps": self.model_swaps, "seconds": dict(self.seconds)}
+
+
+# ============================================================================ the recipe
+
+
+def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | None = None) -> dict[str, Path]:
+    """Run (or resume) `stage` of the benchmark in `run_dir`; return the report paths."""
+    assert stage in STAGES, stage
+    # --- setup: everything cheap and checkable happens before any model loads
+    bench = bench or load_benchmark(cfg.data_path, cfg.categories, cfg.limit)
+    templates = {cat: template_for_category(cat, cfg.prompt_categories, cfg.prompt_default) for cat in bench.categories}
+    scoring_fp = scoring_fingerprint(cfg, templates)
+    editor: BaseEditModel = cfg.editor.build()  # constructors are cheap: nothing loads yet
+    judge: BaseRewardModel = cfg.judge.build()
+    editor.check()
+    judge.check()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = add_file_logging(run_dir)
+    state = State(run_dir / "state.sqlite")
+    try:
+        check_resume(state, cfg, bench, stage, scoring_fp)
+        record_plan(state, bench)
+        (run_dir / "config.resolved.yaml").write_text(dump_yaml(cfg.to_dict()), encoding="utf-8")
+        invocation = state.start_invocation(stage, cfg.to_dict(), cfg.fingerprint(),
+                                            cfg.editor.fingerprint(), scoring_fp)
+        stats = Stats()
+        seed_everything(cfg.seed)
+
+        edits = pending_edits(state, bench, run_dir) if stage in ("all", "edit") else []
+        log.info("plan: %d pairs in %d categories; %d to edit", sum(len(p) for p in bench.pairs.values()),
+                 len(bench.categories), len(edits))
+
+        if cfg.mode == "two_stage":
+            # --- stage 1: edit every pending pair, then free the editor for good
+            if edits:
+                banner("stage 1/2: edit")
+                activate(editor, "editor", stats)
+                timed(stats, "edit", lambda: edit_pairs(editor, edits, state, run_dir, cfg, plan_positions(bench)))
+                timed(stats, "release_editor", editor.release)
+            state.update_invocation(invocation, stats.to_dict())
+            # --- stage 2: score every edit that has no score from this judge
+            scores = pending_scores(state, bench, run_dir, scoring_fp) if stage in ("all", "score") else []
+            if scores:
+                banner("stage 2/2: score")
+                activate(judge, "judge", stats)
+                timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, templates, scoring_fp))
+                timed(stats, "release_judge", judge.release)
+        else:
+            run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, templates, scoring_fp, stage, stats)
+
+        # --- report, from the records alone
+        state.update_invocation(invocation, stats.to_dict(), finished=True)
+        banner("report")
+        return write_reports(state, run_dir, scoring_fp)
+    except Exception:
+        log.debug("run stopped by an error", exc_info=True)  # the traceback goes to logs/run.log
+        raise
+    finally:
+        state.close()
+        log.removeHandler(log_file)
+        log_file.close()
+
+
+def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, templates, scoring_fp, stage, stats) -> None:
+    """Per category: editor on the device, edit, editor off, judge on, score, judge off."""
+    by_cat: dict[str, list[PairSpec]] = {}
+    for pair in edits:
+        by_cat.setdefault(pair.category, []).append(pair)
+    for category in bench.categories:
+        banner(f"category {category}")
+        if by_cat.get(category):
+            activate(editor, "editor", stats, other=judge)
+            timed(stats, "edit", lambda: edit_pairs(editor, by_cat[category], state, run_dir, cfg,
+                                                     plan_positions(bench)))
+        scores = [s for s in pending_scores(state, bench, run_dir, scoring_fp) if s[0].category == category] \
+            if stage in ("all", "score") else []
+        if scores:
+            activate(judge, "judge", stats, other=editor)
+            timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, templates, scoring_fp))
+    timed(stats, "release_editor", editor.release)
+    timed(stats, "release_judge", judge.release)
+
+
+# ============================================================================ setup helpers
+
+
+def add_file_logging(run_dir: Path) -> logging.Handler:
+    """Everything the console shows, and debug detail, also goes to logs/run.log in the run folder."""
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "logs" / "run.log", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return handler
+
+
+def banner(text: str) -> None:
+    log.info("=" * 20 + f" {text} " + "=" * 20)
+
+
+def timed(stats: Stats, key: str, fn: Callable[[], Any]) -> Any:
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        stats.add_seconds(key, time.perf_counter() - t0)
+
+
+def activate(model, name: str, stats: Stats, other=None) -> None:
+    """Make `model` the one on the device: load it the first time, else move it back; count swaps."""
+    if other is not None and stats.on_gpu and stats.on_gpu != name:
+        other.unload_from_gpu()
+    if stats.on_gpu is not None and stats.on_gpu != name:
+        stats.model_swaps += 1
+    if not model.loaded:
+        log.info("loading %s: %s", name, type(model).__name__)
+        timed(stats, f"load_{name}", model.load)
+        stats.model_loads[name] += 1
+    else:
+        timed(stats, f"to_gpu_{name}", model.load_to_gpu)
+    stats.on_gpu = name
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pair_seed(run_seed: int, category: str, pair_id: str) -> int:
+    """The seed of one pair's edit: stable across runs, batch sizes and resumes."""
+    digest = hashlib.sha256(f"{run_seed}\0{category}\0{pair_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def scoring_fingerprint(cfg: RunConfig, templates: dict[str, str]) -> str:
+    """What a score depends on: the judge (class + semantic init_args) and each category's prompt text."""
+    hashes = {cat: render_prompt(name, instruction="", description=None, category=cat, pair_id="").template_hash
+              for cat, name in templates.items()}
+    return sha256_json({"judge": cfg.judge.fingerprint(), "templates": templates, "template_hashes": hashes})
+
+
+def record_plan(state: State, bench: Benchmark) -> None:
+    """Which pairs this run covers, in order, so a report of a partial run can count what is pending."""
+    plan = {cat: [p.pair_id for p in pairs] for cat, pairs in bench.pairs.items()}
+    state.set_meta("plan", json.dumps(plan, ensure_ascii=False))
+
+
+def _describe_change(old: dict, new: dict, key: str) -> str:
+    a, b = old.get(key, {}), new.get(key, {})
+    lines = []
+    if a.get("class_path") != b.get("class_path"):
+        lines.append(f"{key}.class_path: {a.get('class_path')!r} -> {b.get('class_path')!r}")
+    oa, ob = a.get("init_args", {}), b.get("init_args", {})
+    for name in sorted(set(oa) | set(ob)):
+        if oa.get(name) != ob.get(name):
+            lines.append(f"{key}.init_args.{name}: {oa.get(name)!r} -> {ob.get(name)!r}")
+    return "; ".join(lines) or f"{key} (prompt templates or seed)"
+
+
+def check_resume(state: State, cfg: RunConfig, bench: Benchmark, stage: str, scoring_fp: str) -> None:
+    """Refuse to mix records made by another editor, judge, seed or input into this run."""
+    invocations = state.invocations()
+    if not invocations:
+        return
+    last = invocations[-1]
+    editor_fp = cfg.editor.fingerprint()
+    edits = state.edit_map()
+    stale = [r for r in edits.values() if r.editor_fingerprint != editor_fp]
+    if stale and stage in ("all", "edit"):
+        raise ResumeError(
+            f"this run's edits were made by another editor configuration: "
+            f"{_describe_change(last['config'], cfg.to_dict(), 'diffusion_model')}. "
+            f"Start a new run for a different editor (or use --stage score to re-score the existing edits).")
+    if stage == "all" and state.judge_fingerprints() and scoring_fp not in state.judge_fingerprints() \
+            and last["judge_fingerprint"] != scoring_fp:
+        raise ResumeError(
+            f"this run was scored by another judge or prompt: "
+            f"{_describe_change(last['config'], cfg.to_dict(), 'reward_model')}. "
+            f"Use --stage score to re-score the existing edits with the new judge (kept as new score records).")
+    if stage in ("all", "edit"):
+        for pair in bench.iter_pairs():
+            rec = edits.get((pair.category, pair.pair_id))
+            if rec is None or rec.status == "invalid_input":
+                continue
+            if rec.seed != pair_seed(cfg.seed, pair.category, pair.pair_id):
+                raise ResumeError(f"category {pair.category!r}, pair {pair.pair_id!r} was edited with seed "
+                                  f"{rec.seed}, but the config's seed {cfg.seed} gives another; start a new run")
+            try:
+                sha = pair.image_sha256()
+            except InvalidPair:
+                sha = None
+            if sha != rec.input_sha256 or pair.instruction != rec.instruction:
+                raise ResumeError(f"{bench.path}: category {pair.category!r}, pair {pair.pair_id!r} changed since it "
+                                  f"was edited (image or instruction differs); start a new run")
+
+
+# ============================================================================ stage 1: edit
+
+
+def pending_edits(state: State, bench: Benchmark, run_dir: Path) -> list[PairSpec]:
+    """Pairs with no edit record, or whose recorded image is gone from disk."""
+    done = state.edit_map()
+    out = []
+    for pair in bench.iter_pairs():
+        rec = done.get((pair.category, pair.pair_id))
+        if rec is None or (rec.status == "edited" and not (run_dir / rec.image_path).is_file()):
+            out.append(pair)
+    return out
+
+
+def _edit_requests(pairs: Iterable[PairSpec], state: State, cfg: RunConfig, editor_fp: str,
+                   positions: dict) -> Iterator[tuple[PairSpec, EditRequest, str]]:
+    """Decode pairs one at a time; record invalid ones right away and yield the valid ones."""
+    for pair in pairs:
+        seed = pair_seed(cfg.seed, pair.category, pair.pair_id)
+        try:
+            if pair.error:
+                raise InvalidPair(pair.error)
+            image, sha = pair.load_image(), pair.image_sha256()
+            extra = pair.extra_images()
+        except InvalidPair as e:
+            log.warning("invalid input: %s", e)
+            state.put_edit(_edit_record(pair, positions, "invalid_input", editor_fp, seed=seed, error=str(e)))
+            yield pair, None, None
+            continue
+        yield pair, EditRequest(pair_id=pair.pair_id, category=pair.category, image=image,
+                                instruction=pair.instruction, seed=seed, description=pair.description,
+                                extra_images=extra, metadata=pair.metadata), sha
+
+
+def _edit_record(pair: PairSpec, positions: dict, status: str, editor_fp: str, **kw) -> EditRecord:
+    return EditRecord(category=pair.category, pair_id=pair.pair_id, position=positions[(pair.category, pair.pair_id)],
+                      status=status, instruction=pair.instruction, description=pair.description,
+                      metadata=pair.metadata, image_path=kw.get("image_path"), output_sha256=kw.get("output_sha256"),
+                      input_sha256=kw.get("input_sha256"), seed=kw.get("seed"), editor_fingerprint=editor_fp,
+                      error=kw.get("error"), info=kw.get("info") or {}, seconds=kw.get("seconds"),
+                      created_at=time.time())
+
+
+def plan_positions(bench: Benchmark) -> dict[tuple[str, str], int]:
+    return {(p.category, p.pair_id): i for i, p in enumerate(bench.iter_pairs())}
+
+
+def call_batched(fn: Callable[[list], list], items: list, what: str) -> list:
+    """Call a model on a batch; if the batch raises, retry one by one so one bad pair fails alone."""
+    try:
+        results = fn(items)
+        if len(results) != len(items):
+            raise RuntimeError(f"{what} returned {len(results)} results for {len(items)} inputs")
+        return results
+    except Exception as batch_error:  # noqa: BLE001 - model code can raise anything
+        if len(items) == 1:
+            return [batch_error]
+        log.warning("%s batch of %d failed (%s); retrying one by one", what, len(items), batch_error)
+        out = []
+        for item in items:
+            try:
+                out.extend(fn([item]))
+            except Exception as e:  # noqa: BLE001
+                out.append(e)
+        return out
+
+
+def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_dir: Path, cfg: RunConfig,
+               positions: dict[tuple[str, str], int]) -> None:
+    editor_fp = cfg.editor.fingerprint()
+    for category, cat_pairs in _by_category(pairs, lambda p: p.category):
+        bar = tqdm(total=len(cat_pairs), desc=f"edit  {category}", unit="pair", dynamic_ncols=True)
+        batch: list[tuple[PairSpec, EditRequest, str]] = []
+        for pair, request, sha in _edit_requests(cat_pairs, state, cfg, editor_fp, positions):
+            if request is None:
+                bar.update(1)
+                continue
+            batch.append((pair, request, sha))
+            if len(batch) == editor.batch_size:
+                _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions)
+            bar.update(len(batch))
+        bar.close()
+
+
+def _by_category(items: Sequence, category_of: Callable[[Any], str]) -> list[tuple[str, list]]:
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(category_of(item), []).append(item)
+    return list(groups.items())
+
+
+def edit_image_path(category: str, pair: PairSpec) -> str:
+    return f"images/{safe_name(category)}/{pair.file_stem}.png"
+
+
+def _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions) -> None:
+    t0 = time.perf_counter()
+    results = call_batched(editor.edit, [req for _, req, _ in batch], "editor")
+    per_item = (time.perf_counter() - t0) / len(batch)
+    for (pair, req, sha), res in zip(batch, results):
+        common = dict(seed=req.seed, input_sha256=sha, seconds=round(per_item, 4))
+        error = str(res) if isinstance(res, Exception) else res.error
+        if isinstance(res, Exception) or res.image is None:
+            error = error or "the editor returned no image"
+            log.warning("edit failed: category %r, pair %r: %s", pair.category, pair.pair_id, error)
+            state.put_edit(_edit_record(pair, positions, "edit_failed", editor_fp, error=error,
+                                        info=getattr(res, "info", {}), **common))
+            continue
+        buf = io.BytesIO()
+        res.image.convert("RGB").save(buf, format="PNG", compress_level=cfg.png_compress_level)
+        data = buf.getvalue()
+        rel = edit_image_path(pair.category, pair)
+        write_file_atomic(run_dir / rel, data)  # the image first ...
+        state.put_edit(_edit_record(pair, positions, "edited", editor_fp, image_path=rel,  # ... then its record
+                                    output_sha256=hashlib.sha256(data).hexdigest(), info=res.info, **common))
+
+
+# ============================================================================ stage 2: score
+
+
+def pending_scores(state: State, bench: Benchmark, run_dir: Path, scoring_fp: str) -> list[tuple[PairSpec, EditRecord]]:
+    """Edited pairs with no score from this judge for this very edit."""
+    edits = state.edit_map()
+    scored = state.score_map(scoring_fp)
+    out = []
+    for pair in bench.iter_pairs():
+        rec = edits.get((pair.category, pair.pair_id))
+        if rec is None or rec.status != "edited":
+            continue
+        done = scored.get((pair.category, pair.pair_id))
+        if done is None or done.edit_sha256 != rec.output_sha256:
+            out.append((pair, rec))
+    return out
+
+
+def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]], state: State, run_dir: Path,
+                templates: dict[str, str], scoring_fp: str) -> None:
+    for category, cat_items in _by_category(items, lambda item: item[0].category):
+        bar = tqdm(total=len(cat_items), desc=f"score {category}", unit="pair", dynamic_ncols=True)
+        for start in range(0, len(cat_items), judge.batch_size):
+            chunk = cat_items[start:start + judge.batch_size]
+            requests, ready = [], []
+            for pair, rec in chunk:
+                try:
+                    requests.append(_score_request(pair, rec, run_dir, templates[category]))
+                    ready.append((pair, rec))
+                except (InvalidPair, OSError, ValueError) as e:  # the edit on disk is unusable
+                    _put_score(state, pair, rec, scoring_fp, templates[category], "",
+                               ScoreResult(status="score_failed", score=None, error=str(e)), None)
+            if requests:
+                t0 = time.perf_counter()
+                results = call_batched(judge.score, requests, "judge")
+                per_item = round((time.perf_counter() - t0) / len(requests), 4)
+                for (pair, rec), req, res in zip(ready, requests, results):
+                    if isinstance(res, Exception):
+                        res = ScoreResult(status="score_failed", score=None, error=f"{type(res).__name__}: {res}")
+                    _put_score(state, pair, rec, scoring_fp, req.prompt.template, req.prompt.template_hash, res,
+                               per_item)
+            bar.update(len(chunk))
+        bar.close()
+
+
+def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, template: str) -> ScoreRequest:
+    data = (run_dir / rec.image_path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != rec.output_sha256:
+        raise ValueError(f"{rec.image_path} changed on disk since it was recorded (sha256 differs)")
+    edited = Image.open(io.BytesIO(data)).convert("RGB")
+    prompt = render_prompt(template, instruction=pair.instruction, description=pair.description,
+                           category=pair.category, pair_id=pair.pair_id)
+    return ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=pair.load_image(), edited=edited,
+                        instruction=pair.instruction, description=pair.description, prompt=prompt)
+
+
+def _put_score(state, pair, rec, scoring_fp, template, template_hash, res: ScoreResult, seconds) -> None:
+    if res.status == "score_failed":
+        log.warning("score failed: category %r, pair %r: %s", pair.category, pair.pair_id, res.error)
+    state.put_score(ScoreRecord(
+        category=pair.category, pair_id=pair.pair_id, judge_fingerprint=scoring_fp, status=res.status,
+        score=res.score, raw_reply=res.raw_reply, reasoning=res.reasoning, error=res.error, attempts=res.attempts,
+        details=res.details, template=template, template_hash=template_hash, edit_sha256=rec.output_sha256,
+        seconds=seconds, created_at=time.time()))

@@ -1,0 +1,70 @@
+"""Shared fixtures: a session-wide cache for tiny checkpoints and small benchmark files.
+
+Tiny checkpoints are built once per test session into a temporary cache (IEB_CACHE_DIR, inherited
+by the `main.py` subprocesses the tests start), never into the user's home.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+CATEGORIES = ["物理", "环境", "社会", "因果", "指代"]
+
+
+def pytest_configure(config):
+    if "IEB_CACHE_DIR" not in os.environ:  # a developer may point it at a persistent cache
+        os.environ["IEB_CACHE_DIR"] = tempfile.mkdtemp(prefix="ieb-test-cache-")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def png_b64(color=(200, 30, 30), size=(24, 16)) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def make_benchmark(path: Path, categories=CATEGORIES, n: int = 3, extra: dict | None = None) -> Path:
+    """A benchmark in the user's `{category: {"data_pairs": [...]}}` shape with tiny PNGs."""
+    data = {}
+    for ci, cat in enumerate(categories):
+        pairs = []
+        for i in range(n):
+            pairs.append({"pair_id": f"{ci}-{i}", "original_image_b64": png_b64((40 * i, 50 * ci, 90), (24 + 8 * i, 16)),
+                          "edit_instruction": f"{cat} 编辑 {i}", "original_description": f"描述 {i}"})
+        data[cat] = {"data_pairs": pairs}
+    for cat, pairs in (extra or {}).items():
+        data.setdefault(cat, {"data_pairs": []})["data_pairs"].extend(pairs)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def write_config(path: Path, data_path: Path, editor: dict | None = None, judge: dict | None = None, **top) -> Path:
+    cfg = {
+        "benchmark": {"data_path": str(data_path), "categories": top.pop("categories", None)},
+        "diffusion_model": editor or {"class_path": "tests.fakes.FakeEditModel", "init_args": {}},
+        "reward_model": judge or {"class_path": "tests.fakes.FakeRewardModel", "init_args": {}},
+        "pipeline": {"output_dir": str(path.parent / "outputs"), **top.pop("pipeline", {})},
+        **top,
+    }
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bench_file(tmp_path) -> Path:
+    return make_benchmark(tmp_path / "bench.json")
+
+
+@pytest.fixture
+def fake_config(tmp_path, bench_file) -> Path:
+    return write_config(tmp_path / "config.yaml", bench_file)

@@ -1,0 +1,85 @@
+"""Fast fake models, registered exactly like real ones (by class_path in a config).
+
+They exercise the pipeline's bookkeeping — batching, failures, resume, reports — without loading
+diffusers or transformers. Outputs are deterministic functions of the inputs and the seed, so two
+runs (or a run and its resume) must agree exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from PIL import Image, ImageChops
+
+from src.models.base import BaseEditModel, BaseRewardModel, EditRequest, EditResult, ScoreRequest, ScoreResult
+
+
+class FakeEditModel(BaseEditModel):
+    """Inverts the image and tints it by the seed. `fail_ids` fail; `delay_s` slows each edit."""
+
+    def __init__(self, model_name: str = "fake", device: str = "cpu", dtype: str = "float32", batch_size: int = 1,
+                 cache_dir: str | None = None, fail_ids: list[str] | None = None, raise_ids: list[str] | None = None,
+                 delay_s: float = 0.0) -> None:
+        super().__init__(model_name, device, dtype, batch_size, cache_dir)
+        self.fail_ids = set(fail_ids or [])
+        self.raise_ids = set(raise_ids or [])
+        self.delay_s = delay_s
+        self.calls: list[int] = []
+
+    def _load(self) -> None:
+        self.weights = "loaded"
+
+    def _release(self) -> None:
+        self.weights = None
+
+    def edit(self, requests: list[EditRequest]) -> list[EditResult]:
+        assert self.loaded
+        self.calls.append(len(requests))
+        if any(r.pair_id in self.raise_ids for r in requests):
+            raise RuntimeError("injected batch failure")
+        out = []
+        for r in requests:
+            time.sleep(self.delay_s)
+            if r.pair_id in self.fail_ids:
+                out.append(EditResult(image=None, error="injected edit failure"))
+                continue
+            tint = Image.new("RGB", r.image.size, (r.seed % 256, (r.seed >> 8) % 256, (r.seed >> 16) % 256))
+            out.append(EditResult(image=ImageChops.add(ImageChops.invert(r.image), tint, scale=2.0),
+                                  info={"width": r.image.width, "height": r.image.height}))
+        return out
+
+
+class FakeRewardModel(BaseRewardModel):
+    """Scores from a hash of the edited pixels and the prompt. `fail_ids` fail with a raw reply."""
+
+    def __init__(self, model_name: str = "fake-judge", device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = 1, cache_dir: str | None = None, fail_ids: list[str] | None = None,
+                 offset: float = 0.0, delay_s: float = 0.0) -> None:
+        super().__init__(model_name, device, dtype, batch_size, cache_dir)
+        self.fail_ids = set(fail_ids or [])
+        self.offset = offset
+        self.delay_s = delay_s
+        self.calls: list[int] = []
+
+    def _load(self) -> None:
+        self.weights = "loaded"
+
+    def _release(self) -> None:
+        self.weights = None
+
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        assert self.loaded
+        self.calls.append(len(requests))
+        out = []
+        for r in requests:
+            time.sleep(self.delay_s)
+            if r.pair_id in self.fail_ids:
+                out.append(ScoreResult(status="score_failed", score=None, raw_reply="I cannot rate this.",
+                                       error="could not parse a 0-10 score", attempts=3))
+                continue
+            h = hashlib.sha256(r.edited.tobytes() + r.prompt.user.encode()).digest()
+            score = min(10.0, round(h[0] / 25.5, 3) + self.offset)
+            out.append(ScoreResult(status="scored", score=score, raw_reply=f'{{"score": {score}}}',
+                                   reasoning="hash"))
+        return out
