@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N pairs of each category (a quick run)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a config value, e.g. diffusion_model.init_args.num_inference_steps=4 (repeatable)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the memory plan (checkpoint sizes from safetensors headers, estimated peaks, "
+                        "what fits) and exit without loading a model")
     return p
 
 
@@ -69,6 +72,11 @@ def newest_run(output_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:  # python main.py doctor [--json] [--output-dir DIR]
+        from src.doctor import doctor_main
+
+        return doctor_main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_console_logging()
     from src.config import ConfigError, load_config
@@ -99,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("--run-name names a new run; it cannot be combined with --resume")
             config_path = Path(args.config) if args.config else run_dir / "config.resolved.yaml"
             cfg = load_config(config_path, overrides)
+        elif args.plan:
+            if not args.config:
+                raise UsageError("--plan needs --config FILE")
+            cfg = load_config(args.config, overrides)
         else:
             if args.stage in ("score", "report"):
                 raise UsageError(f"--stage {args.stage} works on an existing run: add --resume [PATH]")
@@ -114,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             if (run_dir / "state.sqlite").exists():
                 raise UsageError(f"run folder {run_dir} exists already; use --resume {run_dir} to continue it "
                                  "or another --run-name")
+        if args.plan:
+            from src.memplan import format_plan, plan
+
+            print(format_plan(plan(cfg.editor.to_dict(), cfg.judge.to_dict(), mode=cfg.mode)), flush=True)
+            return 0
         bench = load_benchmark(cfg.data_path, cfg.categories, cfg.limit)  # a bad file stops us here
         print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
         paths = run(cfg, run_dir, args.stage, bench)

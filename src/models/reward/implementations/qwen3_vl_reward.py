@@ -22,6 +22,7 @@ Two scoring modes (`scoring`):
     by the user turn `RETRY_INSTRUCTION` (reply only with `{"score": <0-10>, "reasoning": ...}`).
     `attempts` counts the generations made for the request (1 + retries used). After the last
     failure the result is `score_failed` with the last reply in `raw_reply`, never a score.
+    The parse/retry loop is `src.models.reward.chat.score_by_chat`, shared with the other chat judges.
 
 ``logits``
     No decoding: ONE forward pass over  `<chat prompt with generation prompt>` + LOGITS_PREFIX + "1",
@@ -68,7 +69,7 @@ from src.models.base import (
     free_memory,
     parse_dtype,
 )
-from src.scoring.parse import ScoreParseError, parse_score
+from src.models.reward.chat import RETRY_INSTRUCTION, conversation, score_by_chat, without_images
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,6 @@ SCORE_LO, SCORE_HI = 0, 10
 LOGITS_PREFIX = '{"score": '
 THINK_OPEN = "<think>\n"
 THINK_CLOSE_EMPTY = "\n</think>\n\n"
-RETRY_INSTRUCTION = (
-    'Your previous reply did not contain a valid score. Reply only with JSON '
-    '{"score": <0-10>, "reasoning": "<one sentence>"}'
-)
 SCORING_MODES = ("generate", "logits")
 MODEL_CLASSES = {
     "qwen3_vl": "Qwen3VLForConditionalGeneration",
@@ -222,18 +219,9 @@ class Qwen3VLRewardModel(BaseRewardModel):
 
     @staticmethod
     def _messages(request: ScoreRequest, history: list[str] | None = None) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        if request.prompt.system:
-            messages.append({"role": "system", "content": request.prompt.system})
-        messages.append({"role": "user", "content": [
-            {"type": "image"},  # original
-            {"type": "image"},  # edited
-            {"type": "text", "text": request.prompt.user},
-        ]})
-        for reply in history or []:  # failed replies, each followed by the corrective instruction
-            messages.append({"role": "assistant", "content": reply})
-            messages.append({"role": "user", "content": RETRY_INSTRUCTION})
-        return messages
+        # The shared conversation (src.models.reward.chat), images as placeholders: the processor
+        # renders the template as text and takes the images separately (`_encode`).
+        return without_images(conversation(request, history or []))
 
     def _prompt_text(self, request: ScoreRequest, history: list[str] | None = None) -> str:
         return self.processor.apply_chat_template(
@@ -297,33 +285,13 @@ class Qwen3VLRewardModel(BaseRewardModel):
         return self._score_generate(requests)
 
     def _score_generate(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        n = len(requests)
-        results: list[ScoreResult | None] = [None] * n
-        histories: list[list[str]] = [[] for _ in range(n)]
-        errors: list[str] = [""] * n
-        pending = list(range(n))
-        for attempt in range(1, self.max_retries + 2):
-            replies = self._generate([requests[i] for i in pending], [histories[i] for i in pending])
-            still = []
-            for i, reply in zip(pending, replies):
-                try:
-                    parsed = parse_score(reply, SCORE_LO, SCORE_HI)
-                except ScoreParseError as exc:
-                    histories[i].append(reply)
-                    errors[i] = exc.message
-                    still.append(i)
-                    continue
-                results[i] = ScoreResult(status="scored", score=float(parsed.score), raw_reply=reply,
-                                         reasoning=parsed.reasoning, attempts=attempt,
-                                         details={"parse_method": parsed.method})
-            pending = still
-            if not pending:
-                break
-        for i in pending:
-            results[i] = ScoreResult(status="score_failed", score=None, raw_reply=histories[i][-1],
-                                     error=f"could not parse a {SCORE_LO}-{SCORE_HI} score: {errors[i]}",
-                                     attempts=self.max_retries + 1)
-        return results  # type: ignore[return-value]
+        # Parsing and corrective retries are shared with every chat judge (score_by_chat); this model
+        # only answers a batch of (request, history) items, rendering them with `_prompt_text`.
+        def chat(items: list[tuple[ScoreRequest, list[str]]]) -> list[str]:
+            return self._generate([r for r, _ in items], [h for _, h in items])
+
+        return score_by_chat(requests, chat, self.max_retries, SCORE_LO, SCORE_HI,
+                             build=lambda request, history: (request, history))
 
     def _score_logits(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         import torch
