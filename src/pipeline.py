@@ -142,6 +142,31 @@ def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, templates,
 # ============================================================================ setup helpers
 
 
+class Progress:
+    """Two tqdm bars with ETA: the whole stage, and the category being worked on."""
+
+    def __init__(self, stage: str, total: int) -> None:
+        self.name = stage
+        self.stage = tqdm(total=total, desc=f"{stage} (all)", unit="pair", position=0, dynamic_ncols=True)
+        self.category: tqdm | None = None
+
+    def start_category(self, name: str, total: int) -> None:
+        if self.category is not None:
+            self.category.close()
+        self.category = tqdm(total=total, desc=f"{self.name} {name}", unit="pair", position=1, leave=False,
+                             dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        self.stage.update(n)
+        if self.category is not None:
+            self.category.update(n)
+
+    def close(self) -> None:
+        if self.category is not None:
+            self.category.close()
+        self.stage.close()
+
+
 def add_file_logging(run_dir: Path) -> logging.Handler:
     """Everything the console shows, and debug detail, also goes to logs/run.log in the run folder."""
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -328,8 +353,9 @@ def call_batched(fn: Callable[[list], list], items: list, what: str) -> list:
 def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_dir: Path, cfg: RunConfig,
                positions: dict[tuple[str, str], int]) -> None:
     editor_fp = cfg.editor.fingerprint()
+    bar = Progress("edit", len(pairs))
     for category, cat_pairs in _by_category(pairs, lambda p: p.category):
-        bar = tqdm(total=len(cat_pairs), desc=f"edit  {category}", unit="pair", dynamic_ncols=True)
+        bar.start_category(category, len(cat_pairs))
         batch: list[tuple[PairSpec, EditRequest, str]] = []
         for pair, request, sha in _edit_requests(cat_pairs, state, cfg, editor_fp, positions):
             if request is None:
@@ -343,7 +369,7 @@ def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_d
         if batch:
             _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions)
             bar.update(len(batch))
-        bar.close()
+    bar.close()
 
 
 def _by_category(items: Sequence, category_of: Callable[[Any], str]) -> list[tuple[str, list]]:
@@ -399,8 +425,9 @@ def pending_scores(state: State, bench: Benchmark, run_dir: Path, scoring_fp: st
 
 def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]], state: State, run_dir: Path,
                 templates: dict[str, str], scoring_fp: str) -> None:
+    bar = Progress("score", len(items))
     for category, cat_items in _by_category(items, lambda item: item[0].category):
-        bar = tqdm(total=len(cat_items), desc=f"score {category}", unit="pair", dynamic_ncols=True)
+        bar.start_category(category, len(cat_items))
         for start in range(0, len(cat_items), judge.batch_size):
             chunk = cat_items[start:start + judge.batch_size]
             requests, ready = [], []
@@ -421,7 +448,7 @@ def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]]
                     _put_score(state, pair, rec, scoring_fp, req.prompt.template, req.prompt.template_hash, res,
                                per_item)
             bar.update(len(chunk))
-        bar.close()
+    bar.close()
 
 
 def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, template: str) -> ScoreRequest:
