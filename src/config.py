@@ -40,16 +40,19 @@ NON_SEMANTIC_ARGS = frozenset({"batch_size", "device", "cache_dir", "max_concurr
 DEFAULTS: dict[str, Any] = {
     "benchmark": {"data_path": None, "categories": None, "limit": None},
     "prompts": {"default": "auto", "categories": {}},
-    "pipeline": {"mode": "two_stage", "output_dir": "outputs", "png_compress_level": 4},
+    "pipeline": {"mode": "two_stage", "output_dir": "outputs", "png_compress_level": 4, "torch_threads": None,
+                 "residency": "auto", "max_batch_size": 64, "batch_grow_after": None},
     "seed": 0,
 }
 SECTION_KEYS = {
     "benchmark": {"data_path", "categories", "limit"},
     "prompts": {"default", "categories"},
-    "pipeline": {"mode", "output_dir", "png_compress_level"},
+    "pipeline": {"mode", "output_dir", "png_compress_level", "torch_threads", "residency", "max_batch_size",
+                 "batch_grow_after"},
 }
 TOP_KEYS = set(DEFAULTS) | set(COMPONENTS)
 PIPELINE_MODES = ("two_stage", "interleaved")
+RESIDENCY_POLICIES = ("auto", "release", "offload", "resident")
 
 
 class ConfigError(Exception):
@@ -141,7 +144,10 @@ class ComponentSpec:
 
     def build(self):
         cls = import_class(self.class_path, self.key, [])
-        return cls(**self.init_args)
+        args = dict(self.init_args)
+        if args.get("batch_size") == "auto":
+            args["batch_size"] = 1  # the pipeline's batcher grows it
+        return cls(**args)
 
     def semantic_args(self) -> dict[str, Any]:
         return {k: v for k, v in self.init_args.items() if k not in NON_SEMANTIC_ARGS}
@@ -187,6 +193,8 @@ def resolve_component(key: str, raw: Any, source: str) -> ComponentSpec:
             raise ConfigError(f"{where}.init_args: {class_path.rpartition('.')[2]} has no argument {name!r}"
                               f"{did_you_mean(name, params)} (accepted: {', '.join(params)})")
         ann = hints.get(name, params[name].annotation)
+        if name == "batch_size" and value == "auto":
+            continue  # the pipeline's AdaptiveBatcher finds the size (starts at 1, doubles while it fits)
         if not _type_ok(value, ann):
             raise ConfigError(f"{where}.init_args.{name} must be {_type_name(ann)}, got {value!r}")
     missing = [n for n, p in params.items() if p.default is p.empty and n not in init_args]
@@ -213,6 +221,10 @@ class RunConfig:
     output_dir: str
     png_compress_level: int
     seed: int
+    torch_threads: int | None = None
+    residency: str = "auto"
+    max_batch_size: int = 64
+    batch_grow_after: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config: loading it again gives the same RunConfig."""
@@ -222,7 +234,9 @@ class RunConfig:
             "reward_model": self.judge.to_dict(),
             "prompts": {"default": self.prompt_default, "categories": dict(self.prompt_categories)},
             "pipeline": {"mode": self.mode, "output_dir": self.output_dir,
-                         "png_compress_level": self.png_compress_level},
+                         "png_compress_level": self.png_compress_level, "torch_threads": self.torch_threads,
+                         "residency": self.residency, "max_batch_size": self.max_batch_size,
+                         "batch_grow_after": self.batch_grow_after},
             "seed": self.seed,
         }
 
@@ -340,6 +354,18 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
     level = pipe["png_compress_level"]
     if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 9:
         raise ConfigError(f"{source}: pipeline.png_compress_level must be an integer 0-9, got {level!r}")
+    threads = pipe["torch_threads"]
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"{source}: pipeline.torch_threads must be a positive integer or null, got {threads!r}")
+    if pipe["residency"] not in RESIDENCY_POLICIES:
+        raise ConfigError(f"{source}: pipeline.residency must be one of {', '.join(RESIDENCY_POLICIES)}, got "
+                          f"{pipe['residency']!r}{did_you_mean(pipe['residency'], RESIDENCY_POLICIES)}")
+    for key, minimum, nullable in (("max_batch_size", 1, False), ("batch_grow_after", 1, True)):
+        value = pipe[key]
+        if not (nullable and value is None) and (not isinstance(value, int) or isinstance(value, bool)
+                                                 or value < minimum):
+            raise ConfigError(f"{source}: pipeline.{key} must be a positive integer{' or null' if nullable else ''}, "
+                              f"got {value!r}")
     seed = raw.get("seed", DEFAULTS["seed"])
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"{source}: seed must be a non-negative integer, got {seed!r}")
@@ -369,6 +395,10 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
         output_dir=str(pipe["output_dir"]),
         png_compress_level=level,
         seed=seed,
+        torch_threads=threads,
+        residency=pipe["residency"],
+        max_batch_size=pipe["max_batch_size"],
+        batch_grow_after=pipe["batch_grow_after"],
     )
 
 

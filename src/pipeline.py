@@ -29,9 +29,13 @@ from tqdm import tqdm
 from src.config import RunConfig, dump_yaml, sha256_json
 from src.data import Benchmark, InvalidPair, PairSpec, load_benchmark, safe_name
 from src.models.base import BaseEditModel, BaseRewardModel, EditRequest, ScoreRequest, ScoreResult
-from src.prompts import render_prompt, template_for_category
+from src.prompts import render_prompt, template_for_category, template_hash
+from src.scoring.protocols import get_protocol
 from src.report import write_reports
 from src.state import EditRecord, ScoreRecord, State, write_file_atomic
+from src.batching import AdaptiveBatcher
+from src.perf import PerfRecorder
+from src.residency import choose_residency
 
 log = logging.getLogger("ieb")
 
@@ -44,18 +48,23 @@ class ResumeError(Exception):
 
 @dataclass
 class Stats:
-    """What this invocation did; stored with the invocation and shown in the report."""
+    """What this invocation did (a controller; its `to_dict()` is stored with the invocation)."""
 
     model_loads: dict[str, int] = field(default_factory=lambda: {"editor": 0, "judge": 0})
     model_swaps: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
-    on_gpu: str | None = None  # which model is active on the device, for counting swaps
+    on_gpu: str | None = None  # which model is active on the device
+    perf: PerfRecorder = field(default_factory=PerfRecorder)
+    residency: dict[str, str] = field(default_factory=lambda: {"policy": "release", "chosen": "release", "reason": ""})
+    batchers: dict[str, AdaptiveBatcher] = field(default_factory=dict)
 
     def add_seconds(self, key: str, dt: float) -> None:
         self.seconds[key] = round(self.seconds.get(key, 0.0) + dt, 4)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model_loads": dict(self.model_loads), "model_swaps": self.model_swaps, "seconds": dict(self.seconds)}
+        return {"model_loads": dict(self.model_loads), "model_swaps": self.model_swaps, "seconds": dict(self.seconds),
+                "performance": self.perf.to_dict(), "residency": dict(self.residency),
+                "batching": {name: b.summary() for name, b in self.batchers.items()}}
 
 
 # ============================================================================ the recipe
@@ -66,12 +75,12 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
     assert stage in STAGES, stage
     # --- setup: everything cheap and checkable happens before any model loads
     bench = bench or load_benchmark(cfg.data_path, cfg.categories, cfg.limit)
-    templates = {cat: template_for_category(cat, cfg.prompt_categories, cfg.prompt_default) for cat in bench.categories}
-    scoring_fp = scoring_fingerprint(cfg, templates)
     editor: BaseEditModel = cfg.editor.build()  # constructors are cheap: nothing loads yet
     judge: BaseRewardModel = cfg.judge.build()
     editor.check()
     judge.check()
+    scoring = scoring_setup(cfg, bench)
+    scoring_fp = scoring.fingerprint
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = add_file_logging(run_dir)
     state = State(run_dir / "state.sqlite")
@@ -82,29 +91,37 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
         invocation = state.start_invocation(stage, cfg.to_dict(), cfg.fingerprint(),
                                             cfg.editor.fingerprint(), scoring_fp)
         stats = Stats()
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed, cfg.torch_threads)
+        stats.residency = choose_residency_for(cfg)
+        stats.batchers = {"editor": make_batcher(cfg.editor, editor, "edit", cfg, stats),
+                          "judge": make_batcher(cfg.judge, judge, "score", cfg, stats)}
 
         edits = pending_edits(state, bench, run_dir) if stage in ("all", "edit") else []
         log.info("plan: %d pairs in %d categories; %d to edit", sum(len(p) for p in bench.pairs.values()),
                  len(bench.categories), len(edits))
 
         if cfg.mode == "two_stage":
-            # --- stage 1: edit every pending pair, then free the editor for good
+            # --- stage 1: edit every pending pair
             if edits:
                 banner("stage 1/2: edit")
-                activate(editor, "editor", stats)
-                timed(stats, "edit", lambda: edit_pairs(editor, edits, state, run_dir, cfg, plan_positions(bench)))
-                timed(stats, "release_editor", editor.release)
+                activate(editor, "editor", stats, other=judge)
+                with stats.perf.stage("edit"):
+                    timed(stats, "edit", lambda: edit_pairs(editor, edits, state, run_dir, cfg, plan_positions(bench),
+                                                             stats.batchers["editor"]))
             state.update_invocation(invocation, stats.to_dict())
+            # --- swap: the editor makes room (released for good by default), the judge loads once
             # --- stage 2: score every edit that has no score from this judge
             scores = pending_scores(state, bench, run_dir, scoring_fp) if stage in ("all", "score") else []
             if scores:
                 banner("stage 2/2: score")
-                activate(judge, "judge", stats)
-                timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, templates, scoring_fp))
-                timed(stats, "release_judge", judge.release)
+                activate(judge, "judge", stats, other=editor)
+                with stats.perf.stage("score"):
+                    timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, scoring,
+                                                               stats.batchers["judge"]))
         else:
-            run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, templates, scoring_fp, stage, stats)
+            run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats)
+        release(editor, "editor", stats)
+        release(judge, "judge", stats)
 
         # --- report, from the records alone
         state.update_invocation(invocation, stats.to_dict(), finished=True)
@@ -119,7 +136,7 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
         log_file.close()
 
 
-def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, templates, scoring_fp, stage, stats) -> None:
+def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats) -> None:
     """Per category: editor on the device, edit, editor off, judge on, score, judge off."""
     by_cat: dict[str, list[PairSpec]] = {}
     for pair in edits:
@@ -128,15 +145,16 @@ def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, templates,
         banner(f"category {category}")
         if by_cat.get(category):
             activate(editor, "editor", stats, other=judge)
-            timed(stats, "edit", lambda: edit_pairs(editor, by_cat[category], state, run_dir, cfg,
-                                                     plan_positions(bench)))
-        scores = [s for s in pending_scores(state, bench, run_dir, scoring_fp) if s[0].category == category] \
+            with stats.perf.stage("edit"):
+                timed(stats, "edit", lambda: edit_pairs(editor, by_cat[category], state, run_dir, cfg,
+                                                         plan_positions(bench), stats.batchers["editor"]))
+        scores = [s for s in pending_scores(state, bench, run_dir, scoring.fingerprint) if s[0].category == category] \
             if stage in ("all", "score") else []
         if scores:
             activate(judge, "judge", stats, other=editor)
-            timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, templates, scoring_fp))
-    timed(stats, "release_editor", editor.release)
-    timed(stats, "release_judge", judge.release)
+            with stats.perf.stage("score"):
+                timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, scoring,
+                                                           stats.batchers["judge"]))
 
 
 # ============================================================================ setup helpers
@@ -190,21 +208,73 @@ def timed(stats: Stats, key: str, fn: Callable[[], Any]) -> Any:
 
 
 def activate(model, name: str, stats: Stats, other=None) -> None:
-    """Make `model` the one on the device: load it the first time, else move it back; count swaps."""
-    if other is not None and stats.on_gpu and stats.on_gpu != name:
-        other.unload_from_gpu()
-    if stats.on_gpu is not None and stats.on_gpu != name:
-        stats.model_swaps += 1
+    """Make `model` the one on the device. The other model makes room as the residency policy says
+    (`release`: freed for good; `offload`: to pinned host memory; `resident`: stays); count swaps."""
+    other_name = "judge" if name == "editor" else "editor"
+    moved_seconds, moved_bytes, swapped = 0.0, 0, False
+    if other is not None and other.loaded and stats.on_gpu == other_name:
+        policy = stats.residency["chosen"]
+        if policy == "release":
+            release(other, other_name, stats)
+            swapped = True
+        elif policy == "offload":
+            timed(stats, f"offload_{other_name}", other.unload_from_gpu)
+            moved_seconds += (other.last_move or {}).get("seconds") or 0.0
+            moved_bytes += (other.last_move or {}).get("bytes") or 0
+            swapped = True
     if not model.loaded:
         log.info("loading %s: %s", name, type(model).__name__)
+        t0 = time.perf_counter()
         timed(stats, f"load_{name}", model.load)
+        stats.perf.event(f"load_{name}", time.perf_counter() - t0)
         stats.model_loads[name] += 1
-    else:
+    elif not model.on_gpu:
         timed(stats, f"to_gpu_{name}", model.load_to_gpu)
+        moved_seconds += (model.last_move or {}).get("seconds") or 0.0
+        moved_bytes += (model.last_move or {}).get("bytes") or 0
+    if swapped:
+        stats.model_swaps += 1
+        stats.perf.event("swap", moved_seconds, bytes=moved_bytes)
     stats.on_gpu = name
 
 
-def seed_everything(seed: int) -> None:
+def release(model, name: str, stats: Stats) -> None:
+    """Free a model's GPU and host memory (a no-op when it is not loaded)."""
+    if not model.loaded:
+        return
+    t0 = time.perf_counter()
+    timed(stats, f"release_{name}", model.release)
+    stats.perf.event(f"release_{name}", time.perf_counter() - t0)
+    if stats.on_gpu == name:
+        stats.on_gpu = None
+
+
+def choose_residency_for(cfg: RunConfig) -> dict[str, str]:
+    """The residency policy (`pipeline.residency`), `auto` decided from the memory plan."""
+    plan = None
+    if cfg.residency == "auto" and cfg.mode == "interleaved":
+        from src.memplan import plan as memory_plan
+
+        plan = memory_plan(cfg.editor.to_dict(), cfg.judge.to_dict(), mode=cfg.mode)
+    chosen, reason = choose_residency(cfg.residency, cfg.mode, plan)
+    (log.warning if reason.startswith("WARNING") else log.info)("residency: %s (%s)", chosen, reason)
+    return {"policy": cfg.residency, "chosen": chosen, "reason": reason}
+
+
+def make_batcher(spec, model, stage: str, cfg: RunConfig, stats: Stats) -> AdaptiveBatcher:
+    """`batch_size: N` shrinks on out-of-memory (and grows back after `pipeline.batch_grow_after`
+    successes); `batch_size: auto` starts at 1 and doubles while it fits, up to `max_batch_size`."""
+    auto = spec.init_args.get("batch_size") == "auto"
+    batcher = AdaptiveBatcher(model.batch_size, auto=auto, max_size=cfg.max_batch_size,
+                              grow_after=cfg.batch_grow_after,
+                              on_batch=lambda n, seconds: stats.perf.model_call(stage, n, seconds),
+                              what=type(model).__name__)
+    if auto:
+        model.batch_size = batcher.max_size  # the batcher sizes the batches; the model must not re-split them
+    return batcher
+
+
+def seed_everything(seed: int, torch_threads: int | None = None) -> None:
     import random
 
     import numpy as np
@@ -213,6 +283,8 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if torch_threads:  # tiny models on a small CPU run several times faster on one thread
+        torch.set_num_threads(torch_threads)
 
 
 def pair_seed(run_seed: int, category: str, pair_id: str) -> int:
@@ -221,11 +293,26 @@ def pair_seed(run_seed: int, category: str, pair_id: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def scoring_fingerprint(cfg: RunConfig, templates: dict[str, str]) -> str:
-    """What a score depends on: the judge (class + semantic init_args) and each category's prompt text."""
-    hashes = {cat: render_prompt(name, instruction="", description=None, category=cat, pair_id="").template_hash
-              for cat, name in templates.items()}
-    return sha256_json({"judge": cfg.judge.fingerprint(), "templates": templates, "template_hashes": hashes})
+@dataclass
+class ScoringSetup:
+    """What this run's scores depend on, per category: the prompt templates the protocol uses."""
+
+    templates: dict[str, str]  # category -> its own prompt template (the category_0to10 query)
+    labels: dict[str, str]  # category -> every template the protocol asks, e.g. "viescore_sc+viescore_pq"
+    hashes: dict[str, str]  # category -> hash of those templates' text
+    fingerprint: str  # the judge (class + semantic init_args) and all of the above
+
+
+def scoring_setup(cfg: RunConfig, bench: Benchmark) -> ScoringSetup:
+    protocol = get_protocol(cfg.judge.init_args.get("protocol") or "category_0to10")
+    templates = {cat: template_for_category(cat, cfg.prompt_categories, cfg.prompt_default) for cat in bench.categories}
+    labels, hashes = {}, {}
+    for cat, own in templates.items():
+        names = protocol.templates(own)
+        labels[cat] = "+".join(names)
+        hashes[cat] = template_hash(names[0]) if len(names) == 1 else sha256_json([template_hash(n) for n in names])
+    fp = sha256_json({"judge": cfg.judge.fingerprint(), "templates": labels, "template_hashes": hashes})
+    return ScoringSetup(templates, labels, hashes, fp)
 
 
 def record_plan(state: State, bench: Benchmark) -> None:
@@ -330,28 +417,8 @@ def plan_positions(bench: Benchmark) -> dict[tuple[str, str], int]:
     return {(p.category, p.pair_id): i for i, p in enumerate(bench.iter_pairs())}
 
 
-def call_batched(fn: Callable[[list], list], items: list, what: str) -> list:
-    """Call a model on a batch; if the batch raises, retry one by one so one bad pair fails alone."""
-    try:
-        results = fn(items)
-        if len(results) != len(items):
-            raise RuntimeError(f"{what} returned {len(results)} results for {len(items)} inputs")
-        return results
-    except Exception as batch_error:  # noqa: BLE001 - model code can raise anything
-        if len(items) == 1:
-            return [batch_error]
-        log.warning("%s batch of %d failed (%s); retrying one by one", what, len(items), batch_error)
-        out = []
-        for item in items:
-            try:
-                out.extend(fn([item]))
-            except Exception as e:  # noqa: BLE001
-                out.append(e)
-        return out
-
-
 def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_dir: Path, cfg: RunConfig,
-               positions: dict[tuple[str, str], int]) -> None:
+               positions: dict[tuple[str, str], int], batcher: AdaptiveBatcher) -> None:
     editor_fp = cfg.editor.fingerprint()
     bar = Progress("edit", len(pairs))
     for category, cat_pairs in _by_category(pairs, lambda p: p.category):
@@ -362,12 +429,12 @@ def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_d
                 bar.update(1)
                 continue
             batch.append((pair, request, sha))
-            if len(batch) == editor.batch_size:
-                _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions)
+            if len(batch) >= batcher.size:
+                _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher)
                 bar.update(len(batch))
                 batch = []
         if batch:
-            _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions)
+            _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher)
             bar.update(len(batch))
     bar.close()
 
@@ -383,9 +450,9 @@ def edit_image_path(category: str, pair: PairSpec) -> str:
     return f"images/{safe_name(category)}/{pair.file_stem}.png"
 
 
-def _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions) -> None:
+def _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher: AdaptiveBatcher) -> None:
     t0 = time.perf_counter()
-    results = call_batched(editor.edit, [req for _, req, _ in batch], "editor")
+    results = batcher.call(editor.edit, [req for _, req, _ in batch])  # halves the batch on out-of-memory
     per_item = (time.perf_counter() - t0) / len(batch)
     for (pair, req, sha), res in zip(batch, results):
         common = dict(seed=req.seed, input_sha256=sha, seconds=round(per_item, 4))
@@ -424,29 +491,30 @@ def pending_scores(state: State, bench: Benchmark, run_dir: Path, scoring_fp: st
 
 
 def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]], state: State, run_dir: Path,
-                templates: dict[str, str], scoring_fp: str) -> None:
+                scoring: ScoringSetup, batcher: AdaptiveBatcher) -> None:
     bar = Progress("score", len(items))
     for category, cat_items in _by_category(items, lambda item: item[0].category):
         bar.start_category(category, len(cat_items))
-        for start in range(0, len(cat_items), judge.batch_size):
-            chunk = cat_items[start:start + judge.batch_size]
+        start = 0
+        while start < len(cat_items):
+            chunk = cat_items[start:start + batcher.size]  # the size can change between batches
+            start += len(chunk)
             requests, ready = [], []
             for pair, rec in chunk:
                 try:
-                    requests.append(_score_request(pair, rec, run_dir, templates[category]))
+                    requests.append(_score_request(pair, rec, run_dir, scoring.templates[category]))
                     ready.append((pair, rec))
                 except (InvalidPair, OSError, ValueError) as e:  # the edit on disk is unusable
-                    _put_score(state, pair, rec, scoring_fp, templates[category], "",
-                               ScoreResult(status="score_failed", score=None, error=str(e)), None)
+                    _put_score(state, pair, rec, scoring, ScoreResult(status="score_failed", score=None, error=str(e)),
+                               None)
             if requests:
                 t0 = time.perf_counter()
-                results = call_batched(judge.score, requests, "judge")
+                results = batcher.call(judge.score, requests)  # halves the batch on out-of-memory
                 per_item = round((time.perf_counter() - t0) / len(requests), 4)
                 for (pair, rec), req, res in zip(ready, requests, results):
                     if isinstance(res, Exception):
                         res = ScoreResult(status="score_failed", score=None, error=f"{type(res).__name__}: {res}")
-                    _put_score(state, pair, rec, scoring_fp, req.prompt.template, req.prompt.template_hash, res,
-                               per_item)
+                    _put_score(state, pair, rec, scoring, res, per_item)
             bar.update(len(chunk))
     bar.close()
 
@@ -462,11 +530,12 @@ def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, template: str
                         instruction=pair.instruction, description=pair.description, prompt=prompt)
 
 
-def _put_score(state, pair, rec, scoring_fp, template, template_hash, res: ScoreResult, seconds) -> None:
+def _put_score(state, pair, rec, scoring: ScoringSetup, res: ScoreResult, seconds) -> None:
     if res.status == "score_failed":
         log.warning("score failed: category %r, pair %r: %s", pair.category, pair.pair_id, res.error)
     state.put_score(ScoreRecord(
-        category=pair.category, pair_id=pair.pair_id, judge_fingerprint=scoring_fp, status=res.status,
+        category=pair.category, pair_id=pair.pair_id, judge_fingerprint=scoring.fingerprint, status=res.status,
         score=res.score, raw_reply=res.raw_reply, reasoning=res.reasoning, error=res.error, attempts=res.attempts,
-        details=res.details, template=template, template_hash=template_hash, edit_sha256=rec.output_sha256,
+        details=res.details, template=scoring.labels[pair.category], template_hash=scoring.hashes[pair.category],
+        edit_sha256=rec.output_sha256,
         seconds=seconds, created_at=time.time()))

@@ -20,6 +20,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from src.perf import format_table
 from src.state import SCHEMA_VERSION, State
 
 REPORT_SCHEMA_VERSION = "1"
@@ -44,6 +45,11 @@ def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     counts = {s: sum(1 for p in pairs if p["status"] == s) for s in STATUSES}
     scores = [p["score"] for p in pairs if p["status"] == "scored"]
     attempted = counts["scored"] + counts["score_failed"]
+    dims: dict[str, list[float]] = {}
+    for p in pairs:
+        if p["status"] == "scored":
+            for name, value in (p.get("dimensions") or {}).items():
+                dims.setdefault(name, []).append(value)
     return {
         "pairs": len(pairs),
         "scored": counts["scored"],
@@ -55,6 +61,7 @@ def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         "median": statistics.median(scores) if scores else None,
         "min": min(scores) if scores else None,
         "max": max(scores) if scores else None,
+        "dimensions": {name: {"mean": statistics.fmean(v), "n": len(v)} for name, v in dims.items()},
     }
 
 
@@ -97,6 +104,8 @@ def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]
             "packages": package_versions(),
             "model_loads": loads,
             "model_swaps": swaps,
+            "performance": next((i["stats"]["performance"] for i in reversed(invocations)
+                                 if (i["stats"].get("performance") or {}).get("stages")), None),
             "invocations": [{"stage": i["stage"], "started_at": i["started_at"], "finished_at": i["finished_at"],
                              **i["stats"]} for i in invocations],
         },
@@ -110,7 +119,8 @@ def _pair_entry(category: str, pair_id: str, edit, score) -> dict[str, Any]:
     entry: dict[str, Any] = {"pair_id": pair_id, "category": category, "instruction": None, "description": None,
                              "status": "pending", "score": None, "error": None, "edited_image": None,
                              "seed": None, "judge_raw_reply": None, "judge_reasoning": None, "judge_attempts": None,
-                             "judge_details": None, "template": None, "template_hash": None, "metadata": {}}
+                             "judge_details": None, "dimensions": None, "template": None, "template_hash": None,
+                             "metadata": {}}
     if edit is None:
         return entry
     entry.update(instruction=edit.instruction, description=edit.description, seed=edit.seed,
@@ -122,6 +132,7 @@ def _pair_entry(category: str, pair_id: str, edit, score) -> dict[str, Any]:
         return entry  # edited, not scored yet
     entry.update(status=score.status, score=score.score, error=score.error, judge_raw_reply=score.raw_reply,
                  judge_reasoning=score.reasoning, judge_attempts=score.attempts, judge_details=score.details,
+                 dimensions=score.details.get("dimensions") if score.status == "scored" else None,
                  template=score.template, template_hash=score.template_hash)
     return entry
 
@@ -151,6 +162,7 @@ def _env(autoescape: bool) -> Environment:
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["md"] = md_escape
+    env.filters["perf_table"] = format_table
     return env
 
 

@@ -139,7 +139,8 @@ def test_score_by_chat_exceptions_and_details():
     assert res[1].status == "score_failed" and res[1].raw_reply is None
     assert res[1].error == "RuntimeError: socket closed" and res[1].attempts == 1
     assert res[2].status == "score_failed" and res[2].raw_reply == "no"
-    assert res[2].error == "the judge refused: no" and res[2].details == {"finish_reason": "stop"}
+    assert res[2].error == "the judge refused: no"
+    assert res[2].details == {"finish_reason": "stop", "protocol": "category_0to10"}
     with pytest.raises(RuntimeError, match="2 replies for 1"):
         score_by_chat(requests[:1], lambda convs: ["a", "b"], max_retries=0)
 

@@ -70,12 +70,20 @@ def test_report_is_recomputable_from_pairs(tmp_path, fake_config):
         statistics.fmean(c["mean"] for c in report["categories"].values()))
 
 
-def test_interleaved_mode_same_results_more_swaps(tmp_path, fake_config):
+@pytest.mark.parametrize("residency, loads, swaps", [
+    ("offload", 1, 2 * len(CATEGORIES) - 1),  # both loaded once, moved off / on the device between categories
+    ("release", len(CATEGORIES), 2 * len(CATEGORIES) - 1),  # the user's earlier design: reload at every swap
+    ("resident", 1, 0),  # both stay on the device
+])
+def test_interleaved_mode_same_results(tmp_path, fake_config, residency, loads, swaps):
     assert run_main("--config", fake_config, "--run-name", "two") == 0
-    assert run_main("--config", fake_config, "--run-name", "inter", "--set", "pipeline.mode=interleaved") == 0
+    assert run_main("--config", fake_config, "--run-name", "inter", "--set", "pipeline.mode=interleaved",
+                    "--set", f"pipeline.residency={residency}") == 0
     two, inter = report_of(tmp_path / "outputs" / "two"), report_of(tmp_path / "outputs" / "inter")
-    assert inter["run"]["model_loads"] == {"editor": 1, "judge": 1}
-    assert inter["run"]["model_swaps"] == 2 * len(CATEGORIES) - 1
+    assert two["run"]["model_loads"] == {"editor": 1, "judge": 1} and two["run"]["model_swaps"] == 1
+    assert inter["run"]["model_loads"] == {"editor": loads, "judge": loads}
+    assert inter["run"]["model_swaps"] == swaps
+    assert inter["run"]["invocations"][-1]["residency"]["chosen"] == residency
     assert comparable(inter) == comparable(two)
 
 

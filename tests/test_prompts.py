@@ -5,14 +5,25 @@ from src.prompts import (CATEGORY_TEMPLATES, PromptError, available_templates, r
 
 
 def test_builtin_templates_render_with_and_without_description():
-    assert set(available_templates()) == {"default", *CATEGORY_TEMPLATES.values()}
-    for name in available_templates():
+    protocol_templates = {"viescore_sc", "viescore_pq", "rubric_1to5", "rubric_1to5_knowledge"}
+    assert set(available_templates()) == {"default", *CATEGORY_TEMPLATES.values(), *protocol_templates}
+    for name in ["default", *CATEGORY_TEMPLATES.values()]:
         with_desc = render_prompt(name, instruction="把杯子推倒", description="桌上有一杯水", category="物理", pair_id="p1")
         assert "把杯子推倒" in with_desc.user and "桌上有一杯水" in with_desc.user
         assert '"score"' in with_desc.system and '"score"' in with_desc.user
         without = render_prompt(name, instruction="把杯子推倒", description=None, category="物理", pair_id="p1")
         assert "Description" not in without.user and "None" not in without.user
         assert with_desc.template == name and with_desc.template_hash == without.template_hash
+
+
+def test_protocol_templates_render():
+    for name in ("viescore_sc", "rubric_1to5", "rubric_1to5_knowledge"):
+        p = render_prompt(name, instruction="把杯子推倒", description=None, category="物理", pair_id="p1")
+        assert "把杯子推倒" in p.user and "JSON" in p.user
+    pq = render_prompt("viescore_pq", instruction="把杯子推倒", category="物理", pair_id="p1")
+    assert "把杯子推倒" not in pq.user  # perceptual quality looks at the edited image alone
+    assert "knowledge" in render_prompt("rubric_1to5_knowledge", instruction="x", category="c", pair_id="p").user
+    assert "knowledge" not in render_prompt("rubric_1to5", instruction="x", category="c", pair_id="p").user
 
 
 def test_category_mapping_overrides_and_default():

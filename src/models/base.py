@@ -56,8 +56,9 @@ class EditResult:
 class JudgePrompt:
     system: str
     user: str
-    template: str  # template name, e.g. "category/物理"
+    template: str  # template name, e.g. "physics"
     template_hash: str  # sha256 of the template source text
+    retry: str | None = None  # corrective instruction after an unparseable reply (None: the judge's default)
 
 
 @dataclass
@@ -69,6 +70,10 @@ class ScoreRequest:
     instruction: str
     description: str | None
     prompt: JudgePrompt
+    image_roles: tuple[str, ...] = ("original", "edited")  # which images the judge sees, in order
+
+    def images(self) -> list[Image.Image]:
+        return [getattr(self, role) for role in self.image_roles]
 
 
 @dataclass
@@ -145,6 +150,8 @@ class _ModelBase(ABC):
         self.loaded = False
         self.on_gpu = False
         self.device: str | None = None
+        self.last_move: dict | None = None  # the last unload_from_gpu / load_to_gpu: direction, seconds, bytes
+        self._offloader = None  # a PinnedOffload over torch_modules(), made on the first move
 
     # -- resolution, cheap and done before anything heavy
     def check(self) -> None:
@@ -167,19 +174,70 @@ class _ModelBase(ABC):
         self.loaded = True
         self.on_gpu = self.device.startswith("cuda")
 
+    def torch_modules(self) -> list:
+        """The torch `nn.Module`s holding this model's weights (moved by `PinnedOffload`); [] = none known."""
+        return []
+
+    def _pinned_offload(self, modules: list):
+        from src.residency import PinnedOffload
+
+        if getattr(self, "_offloader", None) is None:
+            self._offloader = PinnedOffload(modules)
+        return self._offloader
+
     def unload_from_gpu(self) -> None:
-        if self.loaded and self.on_gpu:
-            self._to("cpu")
+        """To host memory. With `torch_modules()`, via reusable pinned buffers (src/residency.py; the CUDA
+        path has not run on a GPU here). On CPU a no-op; `last_move` then holds the bytes that would move."""
+        import time
+
+        if not self.loaded:
+            return
+        modules = self.torch_modules()
+        if self.on_gpu:
+            t0 = time.perf_counter()
+            if modules:
+                seconds, nbytes = self._pinned_offload(modules).offload()
+            else:
+                self._to("cpu")
+                seconds, nbytes = time.perf_counter() - t0, None
             self.on_gpu = False
             free_memory()
+        elif str(self.device).startswith("cuda"):
+            seconds, nbytes = 0.0, 0  # already in host memory
+        else:
+            from src.residency import module_bytes
+
+            seconds, nbytes = 0.0, (module_bytes(modules) if modules else None)  # CPU: what would move
+        self.last_move = {"direction": "offload", "seconds": seconds, "bytes": nbytes}
 
     def load_to_gpu(self) -> None:
-        if self.loaded and not self.on_gpu and str(self.device).startswith("cuda"):
-            self._to(self.device)
+        """Back to the device (one copy per tensor from the pinned buffers); on CPU a no-op, see above."""
+        import time
+
+        if not self.loaded:
+            return
+        modules = self.torch_modules()
+        if not self.on_gpu and str(self.device).startswith("cuda"):
+            t0 = time.perf_counter()
+            if modules:
+                seconds, nbytes = self._pinned_offload(modules).restore(self.device)
+            else:
+                self._to(self.device)
+                seconds, nbytes = time.perf_counter() - t0, None
             self.on_gpu = True
+        elif self.on_gpu:
+            seconds, nbytes = 0.0, 0  # already on the device
+        else:
+            from src.residency import module_bytes
+
+            seconds, nbytes = 0.0, (module_bytes(modules) if modules else None)  # CPU: what would move
+        self.last_move = {"direction": "restore", "seconds": seconds, "bytes": nbytes}
 
     def release(self) -> None:
         """Free GPU and host memory; after this the model must be `load()`ed again."""
+        if getattr(self, "_offloader", None) is not None:
+            self._offloader.close()  # the pinned host buffers and the module references
+            self._offloader = None
         if self.loaded:
             self._release()
         self.loaded = False

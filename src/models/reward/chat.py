@@ -33,11 +33,12 @@ If `chat_fn` itself raises, the exception propagates (callers retry a failing ba
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from src.models.base import ScoreRequest, ScoreResult
-from src.scoring.parse import ScoreParseError, parse_score
+from src.scoring.parse import ScoreParseError
+from src.scoring.protocols import ParsedValues, Protocol, Query, QueryAnswer, parse_values
 
 RETRY_INSTRUCTION = (
     'Your previous reply did not contain a valid score. Reply only with JSON '
@@ -74,13 +75,12 @@ def conversation(request: ScoreRequest, history: list[str] | None = None) -> lis
     if request.prompt.system:
         messages.append({"role": "system", "content": request.prompt.system})
     messages.append({"role": "user", "content": [
-        {"type": "image", "image": request.original},
-        {"type": "image", "image": request.edited},
+        *({"type": "image", "image": image} for image in request.images()),
         {"type": "text", "text": request.prompt.user},
     ]})
     for reply in history or []:
         messages.append({"role": "assistant", "content": reply})
-        messages.append({"role": "user", "content": RETRY_INSTRUCTION})
+        messages.append({"role": "user", "content": request.prompt.retry or RETRY_INSTRUCTION})
     return messages
 
 
@@ -100,24 +100,24 @@ def _num(x: float) -> str:
     return f"{float(x):g}"
 
 
-def score_by_chat(
+def ask(
     requests: list[ScoreRequest],
     chat_fn: Callable[[list[Any]], list[str | ChatReply | BaseException]],
+    parse: Callable[[str], ParsedValues],
     max_retries: int,
-    lo: float = 0,
-    hi: float = 10,
     *,
     build: Callable[[ScoreRequest, list[str]], Any] = conversation,
-) -> list[ScoreResult]:
-    """Score `requests` by chatting (see the module doc); one result per request, same order.
+    what: str = "the reply",
+) -> list[QueryAnswer]:
+    """Ask every request once, re-ask (at most `max_retries` times) those whose reply `parse` rejects.
 
-    `build(request, history)` makes what `chat_fn` receives for one request; the default is
-    `conversation`. A judge that renders prompts itself may pass e.g. `lambda r, h: (r, h)`.
+    One `QueryAnswer` per request, same order. `build(request, history)` makes what `chat_fn`
+    receives for one request; the default is `conversation`.
     """
     if not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
     n = len(requests)
-    results: list[ScoreResult | None] = [None] * n
+    answers: list[QueryAnswer | None] = [None] * n
     histories: list[list[str]] = [[] for _ in range(n)]
     calls: list[list[dict[str, Any]]] = [[] for _ in range(n)]  # details of each call, per request
     errors: list[str] = [""] * n
@@ -133,18 +133,13 @@ def score_by_chat(
             if isinstance(reply, BaseException):
                 details = dict(getattr(reply, "details", None) or {})
                 message = getattr(reply, "message", None) if isinstance(reply, ChatFailure) else None
-                results[i] = ScoreResult(
-                    status="score_failed", score=None, raw_reply=getattr(reply, "raw_reply", None),
-                    error=message or f"{type(reply).__name__}: {reply}", attempts=attempt,
-                    details=_with_previous(details, calls[i]),
-                )
+                answers[i] = QueryAnswer(ok=False, raw_reply=getattr(reply, "raw_reply", None),
+                                         error=message or f"{type(reply).__name__}: {reply}", attempts=attempt,
+                                         details=_with_previous(details, calls[i]))
                 continue
-            if isinstance(reply, ChatReply):
-                text, details = reply.text, dict(reply.details)
-            else:
-                text, details = reply, {}
+            text, details = (reply.text, dict(reply.details)) if isinstance(reply, ChatReply) else (reply, {})
             try:
-                parsed = parse_score(text, lo, hi)
+                parsed = parse(text)
             except ScoreParseError as exc:
                 histories[i].append(text if isinstance(text, str) else repr(text))
                 calls[i].append(details)
@@ -152,16 +147,111 @@ def score_by_chat(
                 still.append(i)
                 continue
             details["parse_method"] = parsed.method
-            results[i] = ScoreResult(status="scored", score=float(parsed.score), raw_reply=text,
-                                     reasoning=parsed.reasoning, attempts=attempt,
-                                     details=_with_previous(details, calls[i]))
+            answers[i] = QueryAnswer(ok=True, values=parsed.values, raw_reply=text, reasoning=parsed.reasoning,
+                                     method=parsed.method, attempts=attempt, details=_with_previous(details, calls[i]))
         pending = still
     for i in pending:
         last = calls[i].pop() if calls[i] else {}
-        results[i] = ScoreResult(status="score_failed", score=None, raw_reply=histories[i][-1],
-                                 error=f"could not parse a {_num(lo)}-{_num(hi)} score: {errors[i]}",
+        answers[i] = QueryAnswer(ok=False, raw_reply=histories[i][-1], error=f"could not parse {what}: {errors[i]}",
                                  attempts=max_retries + 1, details=_with_previous(last, calls[i]))
-    return results  # type: ignore[return-value]
+    return answers  # type: ignore[return-value]
+
+
+def query_request(request: ScoreRequest, query: Query) -> ScoreRequest:
+    """The request as one query of a protocol asks it: the query's prompt, images and retry text."""
+    if query.template is None:
+        prompt = replace(request.prompt, retry=query.retry)
+    else:
+        from src.prompts import render_prompt
+
+        prompt = replace(render_prompt(query.template, instruction=request.instruction,
+                                       description=request.description, category=request.category,
+                                       pair_id=request.pair_id), retry=query.retry)
+    return replace(request, prompt=prompt, image_roles=query.images)
+
+
+def score_with_protocol(
+    protocol: Protocol,
+    requests: list[ScoreRequest],
+    chat_fn: Callable[[list[Any]], list[str | ChatReply | BaseException]],
+    max_retries: int,
+    *,
+    build: Callable[[ScoreRequest, list[str]], Any] = conversation,
+) -> list[ScoreResult]:
+    """Ask each of the protocol's queries for every request, then combine (see src/scoring/protocols.py).
+
+    A pair is `scored` only when every query's reply parsed; otherwise `score_failed`, naming the
+    query, with every raw reply kept — a score is never invented.
+    """
+    per_query = []
+    for query in protocol.queries:
+        subs = [query_request(r, query) for r in requests]
+        per_query.append(ask(subs, chat_fn, lambda text, q=query: parse_values(text, q), max_retries, build=build,
+                             what=_what(query)))
+    return [_combine(protocol, [answers[i] for answers in per_query]) for i in range(len(requests))]
+
+
+def _what(query: Query) -> str:
+    if len(query.dims) == 1:
+        return f"a {_num(query.lo)}-{_num(query.hi)} score"
+    return f"{', '.join(query.dims)} ({_num(query.lo)}-{_num(query.hi)} each)"
+
+
+def _combine(protocol: Protocol, answers: list[QueryAnswer]) -> ScoreResult:
+    queries = protocol.queries
+    attempts = sum(a.attempts for a in answers)
+    if len(queries) == 1:  # one query: its reply and details are the record's own
+        raw, reasoning, details = answers[0].raw_reply, answers[0].reasoning, dict(answers[0].details)
+    else:
+        raw = "\n\n".join(f"[{q.name}]\n{a.raw_reply}" for q, a in zip(queries, answers) if a.raw_reply is not None) or None
+        reasoning = "\n".join(f"[{q.name}] {a.reasoning}" for q, a in zip(queries, answers) if a.reasoning) or None
+        details = {"queries": {q.name: {"raw_reply": a.raw_reply, "reasoning": a.reasoning, "values": a.values,
+                                        "attempts": a.attempts, "error": a.error, **a.details}
+                               for q, a in zip(queries, answers)}}
+    details["protocol"] = protocol.name
+    failed = [(q, a) for q, a in zip(queries, answers) if not a.ok]
+    if failed:
+        error = "; ".join(a.error if len(queries) == 1 else f"{q.name}: {a.error}" for q, a in failed)
+        return ScoreResult(status="score_failed", score=None, raw_reply=raw, reasoning=reasoning, error=error,
+                           attempts=attempts, details=details)
+    values = {f"{q.name}.{dim}": v for q, a in zip(queries, answers) for dim, v in a.values.items()}
+    dims = protocol.combine(values)
+    if protocol.dims:
+        details["dimensions"] = {k: v for k, v in dims.items() if k != "overall"}
+    return ScoreResult(status="scored", score=float(dims["overall"]), raw_reply=raw, reasoning=reasoning,
+                       attempts=attempts, details=details)
+
+
+def resolve_protocol(name: str, scoring: str = "generate") -> Protocol:
+    """The protocol a judge's `protocol` init_arg names; `logits` scoring needs a single-score protocol."""
+    from src.models.base import ModelError
+    from src.scoring.protocols import ProtocolError, get_protocol
+
+    try:
+        protocol = get_protocol(name)
+    except ProtocolError as e:
+        raise ModelError(str(e)) from None
+    if scoring == "logits" and not protocol.supports_logits:
+        raise ModelError(f"scoring: logits reads one 0-10 score from the next-token distribution; protocol "
+                         f"{name!r} asks for several values — use scoring: generate, or protocol: category_0to10")
+    return protocol
+
+
+def score_by_chat(
+    requests: list[ScoreRequest],
+    chat_fn: Callable[[list[Any]], list[str | ChatReply | BaseException]],
+    max_retries: int,
+    lo: float = 0,
+    hi: float = 10,
+    *,
+    build: Callable[[ScoreRequest, list[str]], Any] = conversation,
+) -> list[ScoreResult]:
+    """One `lo`-`hi` score per request from the request's own prompt (the category_0to10 protocol)."""
+    query = Query("score", None, ("original", "edited"), ("score",), lo, hi)
+    protocol = Protocol("category_0to10", (query,), lambda v: {"overall": v["score.score"]}, ())
+    answers = ask(requests, chat_fn, lambda text: parse_values(text, query), max_retries, build=build,
+                  what=_what(query))
+    return [_combine(protocol, [answer]) for answer in answers]
 
 
 def _with_previous(details: dict[str, Any], previous: list[dict[str, Any]]) -> dict[str, Any]:
@@ -171,4 +261,5 @@ def _with_previous(details: dict[str, Any], previous: list[dict[str, Any]]) -> d
     return details
 
 
-__all__ = ["RETRY_INSTRUCTION", "ChatReply", "ChatFailure", "conversation", "without_images", "score_by_chat"]
+__all__ = ["RETRY_INSTRUCTION", "ChatReply", "ChatFailure", "conversation", "without_images", "ask",
+           "score_by_chat", "score_with_protocol"]

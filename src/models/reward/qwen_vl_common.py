@@ -15,6 +15,8 @@ ones written by `src.models.tiny.qwen3_vl`.
 
 from __future__ import annotations
 
+import inspect
+from functools import lru_cache
 from typing import Any
 
 from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
@@ -79,3 +81,75 @@ def image_size_kwargs(processor: Qwen3VLImageOnlyProcessor, min_pixels: int | No
     if shortest is None or longest is None:
         raise ValueError(f"image processor size {size!r} lacks shortest_edge/longest_edge")
     return {"size": {"shortest_edge": int(shortest), "longest_edge": int(longest)}}
+
+
+# ----------------------------------------------------------------------------- other Qwen-VL processors
+
+# The constructor of the Qwen-VL-family processors (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, GLM-4.1V, ...): the
+# three sub-processors and the chat template, nothing else. Only then is dropping the video processor
+# all it takes (a processor with further constructor arguments would silently lose them).
+_QWEN_STYLE_INIT = ["image_processor", "tokenizer", "video_processor", "chat_template"]
+
+
+@lru_cache(maxsize=None)
+def image_only_processor_class(base: type) -> type:
+    """`base` (a processor class built like `Qwen2_5_VLProcessor`) without its video processor.
+
+    The generalisation of `Qwen3VLImageOnlyProcessor` to any processor whose constructor takes exactly
+    `(image_processor, tokenizer, video_processor, chat_template)`: same image-token expansion and
+    `mm_token_type_ids` as `base`, the image processor always the PIL backend (`AutoImageProcessor`
+    with `backend="pil"`), no video processor (which needs torchvision). Raises `ValueError` for other
+    processor classes.
+    """
+    params = [name for name, p in inspect.signature(base.__init__).parameters.items()
+              if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if params != _QWEN_STYLE_INIT:
+        raise ValueError(f"{base.__name__}({', '.join(params)}) is not built like a Qwen-VL processor "
+                         f"({', '.join(_QWEN_STYLE_INIT)}); no image-only variant")
+
+    class ImageOnlyProcessor(base):  # type: ignore[misc, valid-type]
+        # Sub-processors are discovered from the `__init__` signature: image_processor and tokenizer only;
+        # the parent's positional `video_processor=None` is dropped by ProcessorMixin, as in
+        # Qwen3VLImageOnlyProcessor above.
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+        @classmethod
+        def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
+            from transformers import AutoImageProcessor
+
+            subfolder = kwargs.pop("subfolder", "")
+            image_processor = AutoImageProcessor.from_pretrained(
+                pretrained_model_name_or_path, subfolder=subfolder, backend="pil", **kwargs
+            )
+            tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
+            return [image_processor, tokenizer]
+
+        def __call__(self, images=None, text=None, videos=None, **kwargs):
+            if videos is not None:
+                raise ValueError(f"{type(self).__name__} handles images only (no torchvision video processor)")
+            return super().__call__(images=images, text=text, **kwargs)
+
+    ImageOnlyProcessor.__name__ = ImageOnlyProcessor.__qualname__ = f"{base.__name__}ImageOnly"
+    return ImageOnlyProcessor
+
+
+def load_image_only_processor(path: str, base: type, cache_dir: str | None = None,
+                              trust_remote_code: bool = False):
+    """Like `load_qwen_vl_processor`, for any Qwen-VL-style processor class `base` (e.g.
+    `Qwen2_5_VLProcessor`); see `image_only_processor_class`. `Qwen3VLProcessor` gets
+    `Qwen3VLImageOnlyProcessor` itself."""
+    if base is Qwen3VLProcessor:
+        return load_qwen_vl_processor(path, cache_dir=cache_dir)
+    kwargs: dict[str, Any] = {}
+    if cache_dir:
+        kwargs["cache_dir"] = cache_dir
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    processor = image_only_processor_class(base).from_pretrained(path, **kwargs)
+    if processor.chat_template is None:
+        processor.chat_template = getattr(processor.tokenizer, "chat_template", None)
+    if processor.chat_template is None:
+        raise ValueError(f"checkpoint {path!r} has no chat template")
+    processor.tokenizer.padding_side = "left"
+    return processor

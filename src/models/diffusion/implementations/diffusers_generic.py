@@ -36,6 +36,7 @@ from collections.abc import Hashable
 from contextlib import nullcontext
 from typing import Any
 
+from src.batching import is_oom
 from src.models.base import BaseEditModel, EditRequest, EditResult, ModelError, free_memory, parse_dtype
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,8 @@ class DiffusersEditModel(BaseEditModel):
         try:
             images, flags = self._run(chunk, key)
         except Exception as exc:  # noqa: BLE001 - a failing request must not kill the run
+            if is_oom(exc):
+                raise  # the pipeline's AdaptiveBatcher frees memory, halves the batch and retries
             if len(chunk) == 1:
                 log.warning("edit failed for %s: %s: %s", chunk[0].pair_id, type(exc).__name__, exc)
                 free_memory()

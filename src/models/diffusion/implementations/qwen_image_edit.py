@@ -48,6 +48,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any
 
+from src.batching import is_oom
 from src.models.base import (
     BaseEditModel,
     EditRequest,
@@ -288,6 +289,13 @@ class QwenImageEditModel(BaseEditModel):
         if self.pipe is not None:
             self.pipe.to(device)
 
+    def torch_modules(self) -> list:
+        """The pipeline's nn.Module components, moved by PinnedOffload in unload_from_gpu / load_to_gpu."""
+        if self.pipe is None:
+            return []
+        modules = (getattr(self.pipe, name, None) for name in ("transformer", "vae", "text_encoder"))
+        return [m for m in modules if m is not None]
+
     # -- editing
     def edit(self, requests: list[EditRequest]) -> list[EditResult]:
         if not requests:
@@ -323,6 +331,8 @@ class QwenImageEditModel(BaseEditModel):
             images = self._run(chunk, size)
             return [self._result(req, img, size, len(chunk)) for req, img in zip(chunk, images)]
         except Exception as exc:  # noqa: BLE001 - a failing request must not kill the run
+            if is_oom(exc):
+                raise  # the pipeline's AdaptiveBatcher frees memory, halves the batch and retries
             if len(chunk) == 1:
                 log.warning("edit failed for %s: %s", chunk[0].pair_id, exc)
                 free_memory()

@@ -44,7 +44,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from src.models.base import BaseRewardModel, ModelError, ScoreRequest, ScoreResult
-from src.models.reward.chat import ChatFailure, ChatReply, score_by_chat
+from src.models.reward.chat import ChatFailure, ChatReply, resolve_protocol, score_with_protocol
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         max_concurrency: int = 8,
         timeout_s: float = 120.0,
         max_retries: int = 2,
+        protocol: str = "category_0to10",
         transport_retries: int = 4,
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
@@ -153,6 +154,8 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         self.max_concurrency = max_concurrency
         self.timeout_s = float(timeout_s)
         self.max_retries = max_retries
+        self.protocol = protocol
+        self._protocol = resolve_protocol(protocol)
         self.transport_retries = transport_retries
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
@@ -254,7 +257,7 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge-http") as pool:
                 return list(pool.map(lambda conv: self._chat_one(conv, url_of), conversations))
 
-        return score_by_chat(requests, chat, self.max_retries, SCORE_LO, SCORE_HI)
+        return score_with_protocol(self._protocol, requests, chat, self.max_retries)
 
     def _messages(self, conversation: list[dict[str, Any]], url_of: Callable[[Image.Image], str]) -> list[dict]:
         out = []

@@ -61,6 +61,7 @@ import logging
 import math
 from typing import Any
 
+from src.batching import is_oom
 from src.models.base import (
     BaseRewardModel,
     ModelError,
@@ -69,7 +70,7 @@ from src.models.base import (
     free_memory,
     parse_dtype,
 )
-from src.models.reward.chat import RETRY_INSTRUCTION, conversation, score_by_chat, without_images
+from src.models.reward.chat import RETRY_INSTRUCTION, conversation, resolve_protocol, score_with_protocol, without_images
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Qwen3VLRewardModel(BaseRewardModel):
         dtype: str = "bfloat16",
         batch_size: int = 1,
         scoring: str = "generate",
+        protocol: str = "category_0to10",
         max_new_tokens: int = 512,
         max_retries: int = 2,
         min_pixels: int | None = None,
@@ -115,6 +117,8 @@ class Qwen3VLRewardModel(BaseRewardModel):
         if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
             raise ModelError(f"min_pixels ({min_pixels}) exceeds max_pixels ({max_pixels})")
         self.scoring = scoring
+        self.protocol = protocol
+        self._protocol = resolve_protocol(protocol, scoring)
         self.max_new_tokens = max_new_tokens
         self.max_retries = max_retries
         self.min_pixels = min_pixels
@@ -178,6 +182,10 @@ class Qwen3VLRewardModel(BaseRewardModel):
     def _to(self, device: str) -> None:  # pragma: no cover - GPU-only path
         self.model.to(device)
 
+    def torch_modules(self) -> list:
+        """The model, moved by PinnedOffload in unload_from_gpu / load_to_gpu."""
+        return [] if self.model is None else [self.model]
+
     def check(self) -> None:
         super().check()
         if self.scoring not in SCORING_MODES:
@@ -236,7 +244,7 @@ class Qwen3VLRewardModel(BaseRewardModel):
         return text + LOGITS_PREFIX + "1"
 
     def _encode(self, texts: list[str], requests: list[ScoreRequest]):
-        images = [[r.original.convert("RGB"), r.edited.convert("RGB")] for r in requests]
+        images = [[image.convert("RGB") for image in r.images()] for r in requests]
         inputs = self.processor(text=texts, images=images, padding=True, padding_side="left",
                                 return_tensors="pt", **self._images_kwargs)
         inputs.pop("token_type_ids", None)
@@ -267,6 +275,8 @@ class Qwen3VLRewardModel(BaseRewardModel):
             try:
                 results.extend(self._score_batch(chunk))
             except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the run
+                if is_oom(exc):
+                    raise  # the pipeline's AdaptiveBatcher frees memory, halves the batch and retries
                 log.warning("batch of %d failed (%s: %s); retrying one by one", len(chunk), type(exc).__name__, exc)
                 free_memory(self.device)
                 for request in chunk:
@@ -290,7 +300,7 @@ class Qwen3VLRewardModel(BaseRewardModel):
         def chat(items: list[tuple[ScoreRequest, list[str]]]) -> list[str]:
             return self._generate([r for r, _ in items], [h for _, h in items])
 
-        return score_by_chat(requests, chat, self.max_retries, SCORE_LO, SCORE_HI,
+        return score_with_protocol(self._protocol, requests, chat, self.max_retries,
                              build=lambda request, history: (request, history))
 
     def _score_logits(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
