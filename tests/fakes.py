@@ -15,16 +15,26 @@ from PIL import Image, ImageChops
 from src.models.base import BaseEditModel, BaseRewardModel, EditRequest, EditResult, ScoreRequest, ScoreResult
 
 
+def _maybe_oom(requests, oom_above: int | None, oom_ids: set[str]) -> None:
+    """Raise torch's out-of-memory error, as a GPU would for a batch that does not fit."""
+    import torch
+
+    if (oom_above is not None and len(requests) > oom_above) or any(r.pair_id in oom_ids for r in requests):
+        raise torch.OutOfMemoryError(f"CUDA out of memory (injected: batch of {len(requests)})")
+
+
 class FakeEditModel(BaseEditModel):
     """Inverts the image and tints it by the seed. `fail_ids` fail; `delay_s` slows each edit."""
 
     def __init__(self, model_name: str = "fake", device: str = "cpu", dtype: str = "float32", batch_size: int = 1,
                  cache_dir: str | None = None, fail_ids: list[str] | None = None, raise_ids: list[str] | None = None,
-                 delay_s: float = 0.0) -> None:
+                 delay_s: float = 0.0, oom_above: int | None = None, oom_ids: list[str] | None = None) -> None:
         super().__init__(model_name, device, dtype, batch_size, cache_dir)
         self.fail_ids = set(fail_ids or [])
         self.raise_ids = set(raise_ids or [])
         self.delay_s = delay_s
+        self.oom_above = oom_above  # out-of-memory whenever a batch is larger than this
+        self.oom_ids = set(oom_ids or [])  # out-of-memory whenever one of these is in the batch
         self.calls: list[int] = []
 
     def _load(self) -> None:
@@ -36,6 +46,7 @@ class FakeEditModel(BaseEditModel):
     def edit(self, requests: list[EditRequest]) -> list[EditResult]:
         assert self.loaded
         self.calls.append(len(requests))
+        _maybe_oom(requests, self.oom_above, self.oom_ids)
         if any(r.pair_id in self.raise_ids for r in requests):
             raise RuntimeError("injected batch failure")
         out = []
@@ -55,8 +66,9 @@ class FakeRewardModel(BaseRewardModel):
 
     def __init__(self, model_name: str = "fake-judge", device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 1, cache_dir: str | None = None, fail_ids: list[str] | None = None,
-                 offset: float = 0.0, delay_s: float = 0.0) -> None:
+                 offset: float = 0.0, delay_s: float = 0.0, oom_above: int | None = None) -> None:
         super().__init__(model_name, device, dtype, batch_size, cache_dir)
+        self.oom_above = oom_above
         self.fail_ids = set(fail_ids or [])
         self.offset = offset
         self.delay_s = delay_s
@@ -71,6 +83,7 @@ class FakeRewardModel(BaseRewardModel):
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         assert self.loaded
         self.calls.append(len(requests))
+        _maybe_oom(requests, self.oom_above, set())
         out = []
         for r in requests:
             time.sleep(self.delay_s)

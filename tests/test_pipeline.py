@@ -247,3 +247,53 @@ def test_sigkill_then_resume_gives_the_same_report(tmp_path, fake_config, table,
     resumed = report_of(run_dir)
     assert comparable(resumed) == reference
     assert _count(run_dir / "state.sqlite", "edits") == 15 and _count(run_dir / "state.sqlite", "scores") == 15
+
+
+def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path, fake_config):
+    assert run_main("--config", fake_config, "--run-name", "ref") == 0
+    code = run_main("--config", fake_config, "--run-name", "oom",
+                    "--set", "diffusion_model.init_args.batch_size=3", "--set", "diffusion_model.init_args.oom_above=1",
+                    "--set", "diffusion_model.init_args.oom_ids=['4-2']",
+                    "--set", "reward_model.init_args.batch_size=3", "--set", "reward_model.init_args.oom_above=2")
+    assert code == 0
+    report = report_of(tmp_path / "outputs" / "oom")
+    ref = report_of(tmp_path / "outputs" / "ref")
+    by_id = {p["pair_id"]: p for p in report["pairs"]}
+    # the pair that does not fit even alone fails, with the error; every other pair is as without OOM
+    assert by_id["4-2"]["status"] == "edit_failed" and "out of memory" in by_id["4-2"]["error"]
+    for a, b in zip(comparable(report)["pairs"], comparable(ref)["pairs"]):
+        if a["pair_id"] != "4-2":
+            assert a == b
+    inv = report["run"]["invocations"][-1]
+    assert inv["batching"]["editor"]["size"] == 1 and inv["batching"]["judge"]["size"] == 1  # 3 -> 3 // 2
+    assert any(e["kind"] == "oom" for e in inv["batching"]["editor"]["events"])
+    with sqlite3.connect(tmp_path / "outputs" / "oom" / "state.sqlite") as conn:  # nothing run twice, nothing lost
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT category || '/' || pair_id) FROM edits").fetchone() == (15, 15)
+        assert conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 14
+
+
+def test_auto_batch_size_grows_until_it_does_not_fit(tmp_path):
+    data = make_benchmark(tmp_path / "b.json", categories=["物理"], n=20)
+    cfg = write_config(tmp_path / "c.yaml", data)
+    code = run_main("--config", cfg, "--run-name", "auto", "--set", "reward_model.init_args.batch_size=auto",
+                    "--set", "reward_model.init_args.oom_above=4")
+    assert code == 0
+    report = report_of(tmp_path / "outputs" / "auto")
+    judge = report["run"]["invocations"][-1]["batching"]["judge"]
+    assert judge["auto"] is True and max(int(k) for k in judge["sizes_used"]) == 4
+    assert any(e["kind"] == "oom" for e in judge["events"])
+    assert report["overall"]["scored"] == 20
+
+
+def test_performance_record_in_report(tmp_path, fake_config):
+    assert run_main("--config", fake_config, "--run-name", "p", "--set", "reward_model.init_args.batch_size=2") == 0
+    report = report_of(tmp_path / "outputs" / "p")
+    perf = report["run"]["performance"]
+    assert set(perf["stages"]) == {"edit", "score"}
+    score = perf["stages"]["score"]
+    assert score["items"] == 15 and len(score["item_s"]) == 15
+    assert score["batch_sizes"] == {"2": 5, "1": 5}  # batches stay within a category: 3 pairs = 2 + 1
+    assert perf["loads"].keys() == {"editor", "judge"} and perf["swaps"]["count"] == 1
+    assert perf["peak_rss_bytes"] > 0
+    md = (tmp_path / "outputs" / "p" / "report.md").read_text(encoding="utf-8")
+    assert "## Performance" in md and "| score |" in md

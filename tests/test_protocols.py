@@ -150,3 +150,34 @@ def test_viescore_through_the_pipeline_with_a_served_judge(tmp_path, served):
     assert "sk-test-not-a-real-key" not in "".join(p.read_text(errors="ignore") for p in
                                                    (tmp_path / "outputs" / "v").rglob("*") if p.is_file()
                                                    and p.suffix in (".json", ".md", ".html", ".yaml", ".log"))
+
+
+def test_num_pass_self_ensembling_with_a_served_judge(served):
+    from PIL import Image
+
+    from src.models.reward.implementations.openai_compatible import OpenAICompatibleRewardModel
+
+    replies = {0: '{"score": [8, 6]}', 1: '{"score": [6, 6]}', 2: '{"score": [10, 8]}'}
+    pq = '{"score": [9, 9]}'
+
+    def reply(body):
+        user = [m for m in body["messages"] if m["role"] == "user"][0]
+        if sum(1 for p in user["content"] if p.get("type") == "image_url") == 1:
+            return Reply(content=pq)
+        return Reply(content=replies[body["seed"] - 100])
+
+    served.handler = reply
+    judge = OpenAICompatibleRewardModel(model="j", base_url=served.base_url, api_key_env="TEST_JUDGE_KEY",
+                                        protocol="viescore", num_pass=3, temperature=0.7, seed=100, backoff_s=0.01)
+    judge.load()
+    try:
+        image = Image.new("RGB", (8, 8), "red")
+        (result,) = judge.score([_request(0, image, image)])
+    finally:
+        judge.release()
+    per_pass = [math.sqrt(6 * 9), math.sqrt(6 * 9), math.sqrt(8 * 9)]
+    assert result.status == "scored" and result.score == pytest.approx(sum(per_pass) / 3)
+    assert [p["score"] for p in result.details["passes"]] == pytest.approx(per_pass)
+    assert result.details["dimensions"]["SC"] == pytest.approx((6 + 6 + 8) / 3)
+    with pytest.raises(Exception, match="temperature > 0"):
+        OpenAICompatibleRewardModel(model="j", num_pass=2, temperature=0.0)

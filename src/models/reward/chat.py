@@ -222,6 +222,35 @@ def _combine(protocol: Protocol, answers: list[QueryAnswer]) -> ScoreResult:
                        attempts=attempts, details=details)
 
 
+def combine_passes(passes: list[list[ScoreResult]]) -> list[ScoreResult]:
+    """Self-ensembling: the mean of `num_pass` independent passes, every pass kept in `details["passes"]`.
+
+    A pair is `scored` only when every pass scored it (a mean over fewer passes would weigh pairs
+    differently); otherwise it is `score_failed`, naming the failed passes, with all raw replies.
+    """
+    if len(passes) == 1:
+        return passes[0]
+    out = []
+    for results in zip(*passes):
+        raw = "\n\n".join(f"[pass {k}]\n{r.raw_reply}" for k, r in enumerate(results) if r.raw_reply is not None) or None
+        details: dict[str, Any] = {"num_pass": len(results), "passes": [
+            {"status": r.status, "score": r.score, "raw_reply": r.raw_reply, "reasoning": r.reasoning,
+             "error": r.error, "attempts": r.attempts, "details": r.details} for r in results]}
+        attempts = sum(r.attempts for r in results)
+        failed = [k for k, r in enumerate(results) if r.status != "scored"]
+        if failed:
+            errors = "; ".join(f"pass {k}: {results[k].error}" for k in failed)
+            out.append(ScoreResult(status="score_failed", score=None, raw_reply=raw, error=errors, attempts=attempts,
+                                   details=details))
+            continue
+        dims = [r.details.get("dimensions") or {} for r in results]
+        if dims[0]:
+            details["dimensions"] = {k: sum(d[k] for d in dims) / len(dims) for k in dims[0]}
+        out.append(ScoreResult(status="scored", score=sum(r.score for r in results) / len(results), raw_reply=raw,
+                               reasoning=results[0].reasoning, attempts=attempts, details=details))
+    return out
+
+
 def resolve_protocol(name: str, scoring: str = "generate") -> Protocol:
     """The protocol a judge's `protocol` init_arg names; `logits` scoring needs a single-score protocol."""
     from src.models.base import ModelError
@@ -262,4 +291,4 @@ def _with_previous(details: dict[str, Any], previous: list[dict[str, Any]]) -> d
 
 
 __all__ = ["RETRY_INSTRUCTION", "ChatReply", "ChatFailure", "conversation", "without_images", "ask",
-           "score_by_chat", "score_with_protocol"]
+           "score_by_chat", "score_with_protocol", "combine_passes"]

@@ -44,7 +44,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from src.models.base import BaseRewardModel, ModelError, ScoreRequest, ScoreResult
-from src.models.reward.chat import ChatFailure, ChatReply, resolve_protocol, score_with_protocol
+from src.models.reward.chat import ChatFailure, ChatReply, combine_passes, resolve_protocol, score_with_protocol
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         timeout_s: float = 120.0,
         max_retries: int = 2,
         protocol: str = "category_0to10",
+        num_pass: int = 1,
         transport_retries: int = 4,
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
@@ -156,6 +157,13 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         self.max_retries = max_retries
         self.protocol = protocol
         self._protocol = resolve_protocol(protocol)
+        if isinstance(num_pass, bool) or not isinstance(num_pass, int) or num_pass < 1:
+            raise ModelError(f"num_pass must be a positive integer, got {num_pass!r}")
+        if num_pass > 1 and temperature == 0:
+            raise ModelError("num_pass > 1 averages independent samples: set temperature > 0 (at temperature 0 "
+                             "every pass gives the same reply)")
+        self.num_pass = num_pass
+        self._pass = 0  # the pass being asked; the request seed is seed + pass
         self.transport_retries = transport_retries
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
@@ -257,7 +265,11 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge-http") as pool:
                 return list(pool.map(lambda conv: self._chat_one(conv, url_of), conversations))
 
-        return score_with_protocol(self._protocol, requests, chat, self.max_retries)
+        passes = []
+        for self._pass in range(self.num_pass):  # self-ensembling: independent samples, seed + pass
+            passes.append(score_with_protocol(self._protocol, requests, chat, self.max_retries))
+        self._pass = 0
+        return combine_passes(passes)
 
     def _messages(self, conversation: list[dict[str, Any]], url_of: Callable[[Image.Image], str]) -> list[dict]:
         out = []
@@ -278,7 +290,7 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
                                   "max_tokens": self.max_tokens}
         if self.seed is not None:
-            kwargs["seed"] = self.seed
+            kwargs["seed"] = self.seed + self._pass
         if self.extra_body:
             kwargs["extra_body"] = dict(self.extra_body)
         return kwargs
