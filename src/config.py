@@ -99,7 +99,7 @@ def import_class(class_path: str, where: str, known: list[str]) -> type:
     if not isinstance(cls, type):
         here = [f"{module_name}.{n}" for n, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name]
         raise ConfigError(f"unknown class_path {class_path!r} at {where}: {module_name} has no class {cls_name!r}"
-                          f"{did_you_mean(class_path, here + known)}")
+                          f"{did_you_mean(class_path, sorted(set(here + known)))}")
     return cls
 
 
@@ -201,7 +201,14 @@ def resolve_component(key: str, raw: Any, source: str) -> ComponentSpec:
     if missing:
         raise ConfigError(f"{where}.init_args: missing required argument(s) {missing}")
     resolved = {n: copy.deepcopy(init_args[n]) if n in init_args else copy.deepcopy(p.default) for n, p in params.items()}
-    return ComponentSpec(key=key, class_path=class_path, init_args=resolved)
+    spec = ComponentSpec(key=key, class_path=class_path, init_args=resolved)
+    from src.models.base import ModelError
+
+    try:  # constructors only validate and store their arguments: cheap, and it catches bad values now
+        spec.build()
+    except ModelError as e:
+        raise ConfigError(f"{where}.init_args: {e}") from None
+    return spec
 
 
 # ----------------------------------------------------------------------------- whole config

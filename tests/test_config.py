@@ -108,3 +108,12 @@ def test_fingerprint_ignores_speed_only_args(fake_config):
     assert a.editor.fingerprint() == b.editor.fingerprint()
     assert a.judge.fingerprint() == b.judge.fingerprint()
     assert a.judge.fingerprint() != c.judge.fingerprint()
+
+
+def test_constructor_checks_run_at_config_time(tmp_path, fake_config):
+    qwen = "src.models.reward.implementations.qwen3_vl_reward.Qwen3VLRewardModel"
+    with pytest.raises(ConfigError, match="reward_model.init_args: scoring: logits reads one 0-10 score"):
+        load_config(fake_config, [f"reward_model.class_path={qwen}", "reward_model.init_args={scoring: logits, "
+                                  "protocol: viescore}"])
+    with pytest.raises(ConfigError, match="did you mean 'viescore'"):
+        load_config(fake_config, [f"reward_model.class_path={qwen}", "reward_model.init_args={protocol: viescor}"])
