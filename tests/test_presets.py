@@ -106,3 +106,24 @@ def test_precomputed_openai_viescore_preset(tmp_path, monkeypatch):
     assert all(p["score"] == pytest.approx(6.0) for p in report["pairs"] if p["status"] == "scored")
     failed = [p for p in report["pairs"] if p["status"] == "edit_failed"]
     assert all(str(edits) in p["error"] for p in failed)
+
+
+@pytest.mark.parametrize("editor", [
+    {"class_path": "src.models.diffusion.implementations.instruct_pix2pix.InstructPix2PixModel",
+     "init_args": {"model_name": "tiny:instruct-pix2pix", "dtype": "float32", "num_inference_steps": 2,
+                   "resolution": 32}},
+    {"class_path": "src.models.diffusion.implementations.diffusers_generic.DiffusersEditModel",
+     "init_args": {"pipeline_class": "QwenImageEditPipeline", "model_name": "tiny:qwen-image-edit", "dtype": "float32",
+                   "call_kwargs": {"num_inference_steps": 2, "height": 32, "width": 32}}},
+], ids=["instruct_pix2pix", "diffusers_generic"])
+def test_other_editors_run_from_a_config(editor, tmp_path):
+    from tests.conftest import write_config
+
+    data = make_benchmark(tmp_path / "b.json", categories=["物理"], n=2)
+    judge = {"class_path": "src.models.reward.implementations.transformers_vlm.TransformersVLMRewardModel",
+             "init_args": {"model_name": "tiny:qwen2.5-vl", "dtype": "float32", "scoring": "logits"}}
+    cfg = write_config(tmp_path / "c.yaml", data, editor=editor, judge=judge)
+    assert main(["--config", str(cfg), "--run-name", "e"]) == 0
+    report = report_of(tmp_path / "outputs" / "e")
+    assert [p["status"] for p in report["pairs"]] == ["scored", "scored"]
+    assert report["run"]["model_loads"] == {"editor": 1, "judge": 1}
