@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from src.models.base import EditRequest, ModelError
+from tests.test_qwen_image_edit import assert_same_float32_weights, picture, pixels, poison, request
 
 STEPS = 2
 QWEN_AREA = 48 * 48
@@ -110,43 +111,6 @@ def loaded(zoo_cache):
         m.release()
 
 
-def picture(w: int, h: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    arr = np.zeros((h, w, 3), np.uint8)
-    arr[: h // 2] = rng.integers(0, 255, 3)
-    arr[h // 2:] = rng.integers(0, 255, 3)
-    arr[:, : w // 3, 2] = 240
-    return Image.fromarray(arr, "RGB")
-
-
-def request(pair_id: str, w: int, h: int, seed: int, instruction: str = "make the sky red", **kw) -> EditRequest:
-    return EditRequest(pair_id=pair_id, category="物理", image=picture(w, h, seed), instruction=instruction,
-                       seed=seed, **kw)
-
-
-def pixels(img: Image.Image) -> np.ndarray:
-    return np.asarray(img, dtype=np.int16)
-
-
-def poison(model):
-    """Make the model's pipeline fail every call whose prompts contain POISON; returns the call sizes."""
-    real_pipe = model.pipe
-    seen: list[int] = []
-
-    class FlakyPipe:
-        def __getattr__(self, name):
-            return getattr(real_pipe, name)
-
-        def __call__(self, **kwargs):
-            seen.append(len(kwargs["prompt"]))
-            if any("POISON" in p for p in kwargs["prompt"]):
-                raise RuntimeError("boom")
-            return real_pipe(**kwargs)
-
-    model.pipe = FlakyPipe()
-    return seen
-
-
 # ----------------------------------------------------------------------------- tiny checkpoints
 
 
@@ -158,8 +122,6 @@ def poison(model):
 def test_tiny_checkpoints_are_small_deterministic_and_like_the_hub(zoo_cache, tmp_path, arch, pipeline, weights):
     import importlib
 
-    from safetensors.numpy import load_file
-
     from src.models.tiny import TINY_BUILDERS
 
     path = tiny_path(zoo_cache, arch)
@@ -170,14 +132,7 @@ def test_tiny_checkpoints_are_small_deterministic_and_like_the_hub(zoo_cache, tm
 
     module, func = TINY_BUILDERS[arch].split(":")
     getattr(importlib.import_module(module), func)(tmp_path)  # a second build, byte-identical weights
-    for sub in weights:
-        (a,) = sorted((path / sub).glob("*.safetensors"))
-        (b,) = sorted((tmp_path / sub).glob("*.safetensors"))
-        ta, tb = load_file(a), load_file(b)
-        assert ta.keys() == tb.keys()
-        for key in ta:
-            assert ta[key].dtype == np.float32, key
-            np.testing.assert_array_equal(ta[key], tb[key], err_msg=f"{sub}:{key}")
+    assert_same_float32_weights(path, tmp_path, weights)
 
 
 def test_tiny_checkpoint_details(zoo_cache):

@@ -1,4 +1,8 @@
-"""Qwen3VLRewardModel on the tiny random-weight Qwen3-VL checkpoints (dense and MoE), CPU only."""
+"""Qwen3VLRewardModel on the tiny random-weight Qwen3-VL checkpoints (dense and MoE), CPU only.
+
+The judge is the shared HFVLMRewardModel restricted to Qwen3-VL; the checks shared with the general
+judge's tests live in tests/test_transformers_vlm.py.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,25 @@ import inspect
 import pytest
 from PIL import Image
 
-from src.models.base import JudgePrompt, ModelError, ScoreRequest
+from src.models.base import JudgePrompt, ScoreRequest
+from src.models.reward import chat
 from src.models.reward.implementations.qwen3_vl_reward import (
     LOGITS_PREFIX,
     RETRY_INSTRUCTION,
     Qwen3VLRewardModel,
 )
 from src.models.tiny import resolve_model_path
+from tests.test_transformers_vlm import (
+    check_batch_equals_single,
+    check_batch_exception_falls_back_to_single,
+    check_cuda_without_gpu_is_a_model_error,
+    check_invalid_arguments,
+    check_logits_results,
+    check_pixel_budget,
+    check_retry_extends_the_conversation,
+    check_unparseable_replies_fail,
+    check_valid_reply_is_scored,
+)
 
 ARCHS = ["tiny:qwen3-vl", "tiny:qwen3-vl-moe"]
 
@@ -59,35 +75,16 @@ def test_logits_mode_scores(tiny_cache, arch):
     expected_class = "Qwen3VLMoeForConditionalGeneration" if arch.endswith("moe") else "Qwen3VLForConditionalGeneration"
     assert type(model.model).__name__ == expected_class
     assert not hasattr(model.processor, "video_processor")
-    results = model.score([make_request(0), make_request(1)])
-    assert len(results) == 2
-    for r in results:
-        assert r.status == "scored", r.error
-        assert 0.0 <= r.score <= 10.0
-        assert r.raw_reply is None
-        dist = r.details["distribution"]
-        assert list(dist) == [str(k) for k in range(11)]
-        assert sum(dist.values()) == pytest.approx(1.0, abs=1e-9)
-        assert all(v >= 0 for v in dist.values())
-        assert 0.0 < r.details["mass"] <= 1.0
-        assert r.score == pytest.approx(sum(int(k) * v for k, v in dist.items()))
+    check_logits_results(model.score([make_request(0), make_request(1)]), 2)
     model.release()
     assert model.model is None and model.processor is None
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_logits_deterministic_and_batch_equals_single(tiny_cache, arch):
-    requests = [make_request(i) for i in range(3)]
     batched = make_model(tiny_cache, model_name=arch, scoring="logits", batch_size=3)
-    first = batched.score(requests)
-    again = batched.score(requests)
-    assert [r.score for r in first] == [r.score for r in again]
     single = make_model(tiny_cache, model_name=arch, scoring="logits", batch_size=1)
-    one_by_one = single.score(requests)
-    for b, s in zip(first, one_by_one):
-        assert b.score == pytest.approx(s.score, abs=1e-4)
-        for k in b.details["distribution"]:
-            assert b.details["distribution"][k] == pytest.approx(s.details["distribution"][k], abs=1e-5)
+    check_batch_equals_single(batched, single, [make_request(i) for i in range(3)])
 
 
 def test_logits_prompt_ends_with_forced_prefix(tiny_cache):
@@ -99,84 +96,37 @@ def test_logits_prompt_ends_with_forced_prefix(tiny_cache):
 
 def test_generate_random_model_fails_after_retries(tiny_cache):
     model = make_model(tiny_cache, scoring="generate", max_retries=2, batch_size=2)
-    results = model.score([make_request(0), make_request(1)])
-    for r in results:
-        assert r.status == "score_failed" and r.score is None
-        assert isinstance(r.raw_reply, str)
-        assert r.attempts == 3
-        assert r.error.startswith("could not parse a 0-10 score")
+    check_unparseable_replies_fail(model.score([make_request(0), make_request(1)]), attempts=3)
 
 
 def test_generate_valid_reply_is_scored(tiny_cache, monkeypatch):
     model = make_model(tiny_cache, scoring="generate", batch_size=2)
-    monkeypatch.setattr(model, "_decode_replies",
-                        lambda tokens: ['{"score": 7, "reasoning": "follows the instruction"}'] * len(tokens))
-    results = model.score([make_request(0), make_request(1)])
-    for r in results:
-        assert r.status == "scored"
-        assert r.score == 7.0
-        assert r.reasoning == "follows the instruction"
-        assert r.attempts == 1
-        assert r.raw_reply == '{"score": 7, "reasoning": "follows the instruction"}'
+    check_valid_reply_is_scored(model, monkeypatch, [make_request(0), make_request(1)])
 
 
 def test_generate_retry_adds_corrective_turn(tiny_cache, monkeypatch):
     model = make_model(tiny_cache, scoring="generate", max_retries=2)
-    replies = iter(["I think it is fine", '<think>hmm</think>{"score": 4, "reasoning": "ok"}'])
-    monkeypatch.setattr(model, "_decode_replies", lambda tokens: [next(replies) for _ in range(len(tokens))])
-    prompts = []
-    original = model._prompt_text
-
-    def record(request, history=None):
-        text = original(request, history)
-        prompts.append(text)
-        return text
-
-    monkeypatch.setattr(model, "_prompt_text", record)
-    (result,) = model.score([make_request(0)])
-    assert result.status == "scored" and result.score == 4.0 and result.attempts == 2
-    assert RETRY_INSTRUCTION not in prompts[0]
-    assert "I think it is fine" in prompts[1] and RETRY_INSTRUCTION in prompts[1]
+    # The valid reply comes after a thinking block, which the parser skips.
+    check_retry_extends_the_conversation(model, monkeypatch, make_request(0),
+                                         '<think>hmm</think>{"score": 4, "reasoning": "ok"}')
+    assert RETRY_INSTRUCTION is chat.RETRY_INSTRUCTION  # re-exported: the turn the shared check looks for
 
 
 def test_batch_exception_falls_back_to_single(tiny_cache, monkeypatch):
     model = make_model(tiny_cache, scoring="logits", batch_size=3)
-    real = model._score_batch
-
-    def flaky(requests):
-        if len(requests) > 1 or requests[0].pair_id == "p1":
-            raise RuntimeError("boom")
-        return real(requests)
-
-    monkeypatch.setattr(model, "_score_batch", flaky)
-    results = model.score([make_request(i) for i in range(3)])
-    assert [r.status for r in results] == ["scored", "score_failed", "scored"]
-    assert results[1].score is None and "boom" in results[1].error
+    check_batch_exception_falls_back_to_single(model, monkeypatch, [make_request(i) for i in range(3)])
 
 
 def test_pixel_budget_is_passed_to_image_processor(tiny_cache):
     small = make_model(tiny_cache, scoring="logits", max_pixels=16 * 16)
     req = make_request(1)
-    inputs = small._encode([small._prompt_text(req)], [req])
-    assert inputs["image_grid_thw"].prod(dim=-1).tolist() == [4, 4]  # 2x2 patches each = 1 token
+    check_pixel_budget(small, req, small._prompt_text(req))
 
 
 def test_invalid_arguments():
-    with pytest.raises(ModelError):
-        Qwen3VLRewardModel(scoring="sample")
-    with pytest.raises(ModelError):
-        Qwen3VLRewardModel(max_retries=-1)
-    with pytest.raises(ModelError):
-        Qwen3VLRewardModel(min_pixels=100, max_pixels=10)
+    check_invalid_arguments(Qwen3VLRewardModel)
 
 
 def test_cuda_without_gpu_is_a_model_error(tiny_cache):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("machine has a GPU")
     model = Qwen3VLRewardModel(model_name="tiny:qwen3-vl", device="cuda", dtype="float32", cache_dir=tiny_cache)
-    with pytest.raises(ModelError):
-        model.check()
-    with pytest.raises(ModelError):
-        model.load()
+    check_cuda_without_gpu_is_a_model_error(model)

@@ -63,12 +63,46 @@ def picture(w: int, h: int, seed: int) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def request(pair_id: str, w: int, h: int, seed: int, instruction: str = "make the sky red") -> EditRequest:
-    return EditRequest(pair_id=pair_id, category="物理", image=picture(w, h, seed), instruction=instruction, seed=seed)
+def request(pair_id: str, w: int, h: int, seed: int, instruction: str = "make the sky red", **kw) -> EditRequest:
+    return EditRequest(pair_id=pair_id, category="物理", image=picture(w, h, seed), instruction=instruction,
+                       seed=seed, **kw)
 
 
 def pixels(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.int16)
+
+
+def poison(model):
+    """Make the model's pipeline fail every call whose prompts contain POISON; returns the call sizes."""
+    real_pipe = model.pipe
+    seen: list[int] = []
+
+    class FlakyPipe:
+        def __getattr__(self, name):
+            return getattr(real_pipe, name)
+
+        def __call__(self, **kwargs):
+            seen.append(len(kwargs["prompt"]))
+            if any("POISON" in p for p in kwargs["prompt"]):
+                raise RuntimeError("boom")
+            return real_pipe(**kwargs)
+
+    model.pipe = FlakyPipe()
+    return seen
+
+
+def assert_same_float32_weights(a_dir: Path, b_dir: Path, subfolders) -> None:
+    """The safetensors weights of two builds of a tiny checkpoint are float32 and identical."""
+    from safetensors.numpy import load_file
+
+    for sub in subfolders:
+        (a,) = sorted((a_dir / sub).glob("*.safetensors"))
+        (b,) = sorted((b_dir / sub).glob("*.safetensors"))
+        ta, tb = load_file(a), load_file(b)
+        assert ta.keys() == tb.keys()
+        for key in ta:
+            assert ta[key].dtype == np.float32, key
+            np.testing.assert_array_equal(ta[key], tb[key], err_msg=f"{sub}:{key}")
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -97,19 +131,10 @@ def test_tiny_checkpoint_looks_like_the_real_one(tiny_path):
 
 
 def test_tiny_build_is_deterministic(tiny_path, tmp_path):
-    from safetensors.numpy import load_file
-
     from src.models.tiny.qwen_image_edit import build
 
     build(tmp_path)
-    for sub in ("transformer", "vae", "text_encoder"):
-        (a,) = sorted((tiny_path / sub).glob("*.safetensors"))
-        (b,) = sorted((tmp_path / sub).glob("*.safetensors"))
-        ta, tb = load_file(a), load_file(b)
-        assert ta.keys() == tb.keys()
-        for key in ta:
-            assert ta[key].dtype == np.float32, key
-            np.testing.assert_array_equal(ta[key], tb[key], err_msg=f"{sub}:{key}")
+    assert_same_float32_weights(tiny_path, tmp_path, ("transformer", "vae", "text_encoder"))
 
 
 def test_image_only_processor_reads_a_legacy_processor_folder(tmp_path):
@@ -215,20 +240,7 @@ def test_cfg_on_and_off(tiny_cache, overrides, active):
 def test_failing_request_does_not_kill_the_batch(tiny_cache):
     m = make_model(tiny_cache, batch_size=2)
     m.load()
-    real_pipe = m.pipe
-    seen = []
-
-    class FlakyPipe:  # fails any call that contains the poisoned prompt
-        def __getattr__(self, name):
-            return getattr(real_pipe, name)
-
-        def __call__(self, **kwargs):
-            seen.append(len(kwargs["prompt"]))
-            if any("POISON" in p for p in kwargs["prompt"]):
-                raise RuntimeError("boom")
-            return real_pipe(**kwargs)
-
-    m.pipe = FlakyPipe()
+    seen = poison(m)  # fails any call that contains the poisoned prompt
     reqs = [request("ok", 48, 32, 1), request("bad", 48, 32, 2, "POISON"),
             EditRequest("two", "物理", picture(48, 32, 3), "merge", 3, extra_images=[picture(48, 32, 4)])]
     try:

@@ -61,6 +61,107 @@ def make_model(cache: str, **kwargs) -> TransformersVLMRewardModel:
     return model
 
 
+# ----------------------------------------------------------------------------- checks shared with the Qwen3-VL judge
+# (tests/test_qwen3_vl_reward.py runs them on Qwen3VLRewardModel, a subclass of the same base)
+
+
+def check_invalid_arguments(cls: type) -> None:
+    with pytest.raises(ModelError):
+        cls(scoring="sample")
+    with pytest.raises(ModelError):
+        cls(max_retries=-1)
+    with pytest.raises(ModelError):
+        cls(min_pixels=100, max_pixels=10)
+
+
+def check_cuda_without_gpu_is_a_model_error(model) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("machine has a GPU")
+    with pytest.raises(ModelError):
+        model.check()
+    with pytest.raises(ModelError):
+        model.load()
+
+
+def check_logits_results(results, n: int) -> None:
+    assert len(results) == n
+    for r in results:
+        assert r.status == "scored", r.error
+        assert 0.0 <= r.score <= 10.0
+        assert r.raw_reply is None
+        dist = r.details["distribution"]
+        assert list(dist) == [str(k) for k in range(11)]
+        assert sum(dist.values()) == pytest.approx(1.0, abs=1e-9)
+        assert all(v >= 0 for v in dist.values())
+        assert 0.0 < r.details["mass"] <= 1.0
+        assert r.score == pytest.approx(sum(int(k) * v for k, v in dist.items()))
+
+
+def check_batch_equals_single(batched, single, requests) -> None:
+    """`batched` scores `requests` deterministically and like `single` (batch size 1) does."""
+    first = batched.score(requests)
+    assert [r.score for r in first] == [r.score for r in batched.score(requests)]  # deterministic
+    for b, s in zip(first, single.score(requests)):
+        assert b.score == pytest.approx(s.score, abs=1e-4)
+        for k in b.details["distribution"]:
+            assert b.details["distribution"][k] == pytest.approx(s.details["distribution"][k], abs=1e-5)
+
+
+def check_pixel_budget(model, request, text: str) -> None:
+    inputs = model._encode([text], [request])
+    assert inputs["image_grid_thw"].prod(dim=-1).tolist() == [4, 4]  # 2x2 patches each = 1 token
+
+
+def check_unparseable_replies_fail(results, attempts: int) -> None:
+    for r in results:
+        assert r.status == "score_failed" and r.score is None
+        assert isinstance(r.raw_reply, str)
+        assert r.attempts == attempts
+        assert r.error.startswith("could not parse a 0-10 score")
+
+
+def check_valid_reply_is_scored(model, monkeypatch, requests) -> None:
+    reply = '{"score": 7, "reasoning": "follows the instruction"}'
+    monkeypatch.setattr(model, "_decode_replies", lambda tokens: [reply] * len(tokens))
+    results = model.score(requests)
+    for r in results:
+        assert r.status == "scored" and r.score == 7.0
+        assert r.reasoning == "follows the instruction" and r.attempts == 1 and r.raw_reply == reply
+
+
+def check_retry_extends_the_conversation(model, monkeypatch, request, valid_reply: str) -> None:
+    """An unparseable reply, then `valid_reply` (score 4): the retry prompt holds the failed reply and
+    the corrective turn."""
+    replies = iter(["I think it is fine", valid_reply])
+    monkeypatch.setattr(model, "_decode_replies", lambda tokens: [next(replies) for _ in range(len(tokens))])
+    prompts = []
+    original = model._prompt_text
+
+    def record(request, history=None):
+        prompts.append(original(request, history))
+        return prompts[-1]
+
+    monkeypatch.setattr(model, "_prompt_text", record)
+    (result,) = model.score([request])
+    assert result.status == "scored" and result.score == 4.0 and result.attempts == 2
+    assert RETRY_INSTRUCTION not in prompts[0]
+    assert "I think it is fine" in prompts[1] and RETRY_INSTRUCTION in prompts[1]
+
+
+def check_batch_exception_falls_back_to_single(model, monkeypatch, requests) -> None:
+    real = model._score_batch
+
+    def flaky(requests):
+        if len(requests) > 1 or requests[0].pair_id == "p1":
+            raise RuntimeError("boom")
+        return real(requests)
+
+    monkeypatch.setattr(model, "_score_batch", flaky)
+    results = model.score(requests)
+    assert [r.status for r in results] == ["scored", "score_failed", "scored"]
+    assert results[1].score is None and "boom" in results[1].error
+
+
 # ----------------------------------------------------------------------------- constructor / config
 
 
@@ -91,26 +192,16 @@ def test_config_resolves_the_component():
 
 
 def test_invalid_arguments():
-    with pytest.raises(ModelError):
-        TransformersVLMRewardModel(scoring="sample")
-    with pytest.raises(ModelError):
-        TransformersVLMRewardModel(max_retries=-1)
+    check_invalid_arguments(TransformersVLMRewardModel)
     with pytest.raises(ModelError):
         TransformersVLMRewardModel(max_new_tokens=0)
-    with pytest.raises(ModelError):
-        TransformersVLMRewardModel(min_pixels=100, max_pixels=10)
     with pytest.raises(ModelError):
         TransformersVLMRewardModel(trust_remote_code="yes")  # type: ignore[arg-type]
 
 
 def test_cuda_without_gpu_is_a_model_error(tiny_cache):
-    if torch.cuda.is_available():
-        pytest.skip("machine has a GPU")
     model = TransformersVLMRewardModel(model_name=QWEN25, device="cuda", dtype="float32", cache_dir=tiny_cache)
-    with pytest.raises(ModelError):
-        model.check()
-    with pytest.raises(ModelError):
-        model.load()
+    check_cuda_without_gpu_is_a_model_error(model)
     assert not model.loaded
 
 
@@ -145,29 +236,12 @@ def test_logits_mode_scores(logits_judge):
     assert isinstance(logits_judge.processor, Qwen2_5_VLProcessor)  # image-only variant of the real class
     assert not hasattr(logits_judge.processor, "video_processor")
     assert type(logits_judge.processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
-    results = logits_judge.score([make_request(0), make_request(1)])
-    assert len(results) == 2
-    for r in results:
-        assert r.status == "scored", r.error
-        assert 0.0 <= r.score <= 10.0
-        assert r.raw_reply is None
-        dist = r.details["distribution"]
-        assert list(dist) == [str(k) for k in range(11)]
-        assert sum(dist.values()) == pytest.approx(1.0, abs=1e-9)
-        assert all(v >= 0 for v in dist.values())
-        assert 0.0 < r.details["mass"] <= 1.0
-        assert r.score == pytest.approx(sum(int(k) * v for k, v in dist.items()))
+    check_logits_results(logits_judge.score([make_request(0), make_request(1)]), 2)
 
 
 def test_logits_batch_equals_single(tiny_cache, logits_judge):
-    requests = [make_request(i) for i in range(3)]
-    first = logits_judge.score(requests)
-    assert [r.score for r in first] == [r.score for r in logits_judge.score(requests)]  # deterministic
     single = make_model(tiny_cache, scoring="logits", batch_size=1)
-    for b, s in zip(first, single.score(requests)):
-        assert b.score == pytest.approx(s.score, abs=1e-4)
-        for k in b.details["distribution"]:
-            assert b.details["distribution"][k] == pytest.approx(s.details["distribution"][k], abs=1e-5)
+    check_batch_equals_single(logits_judge, single, [make_request(i) for i in range(3)])
     single.release()
 
 
@@ -197,8 +271,7 @@ def test_digit_distribution_ten_is_one_then_zero():
 def test_pixel_budget_is_passed_to_image_processor(tiny_cache):
     small = make_model(tiny_cache, scoring="logits", max_pixels=16 * 16)
     req = make_request(1)
-    inputs = small._encode([small._logits_prompt_text(req)], [req])
-    assert inputs["image_grid_thw"].prod(dim=-1).tolist() == [4, 4]  # 2x2 patches each = 1 token
+    check_pixel_budget(small, req, small._logits_prompt_text(req))
     small.release()
 
 
@@ -209,57 +282,24 @@ def test_generate_random_model_fails_with_raw_replies(tiny_cache):
     model = make_model(tiny_cache, scoring="generate", max_new_tokens=4, max_retries=1, batch_size=2)
     assert model._generation_config.do_sample is False
     assert model._generation_config.repetition_penalty == 1.0 and model._generation_config.temperature == 1.0
-    results = model.score([make_request(0), make_request(1)])
-    for r in results:
-        assert r.status == "score_failed" and r.score is None
-        assert isinstance(r.raw_reply, str)
-        assert r.attempts == 2
-        assert r.error.startswith("could not parse a 0-10 score")
+    check_unparseable_replies_fail(model.score([make_request(0), make_request(1)]), attempts=2)
     model.release()
 
 
 def test_generate_valid_reply_is_scored(tiny_cache, monkeypatch):
     model = make_model(tiny_cache, scoring="generate", max_new_tokens=2, batch_size=2)
-    reply = '{"score": 7, "reasoning": "follows the instruction"}'
-    monkeypatch.setattr(model, "_decode_replies", lambda tokens: [reply] * len(tokens))
-    results = model.score([make_request(0), make_request(1)])
-    for r in results:
-        assert r.status == "scored" and r.score == 7.0
-        assert r.reasoning == "follows the instruction" and r.attempts == 1 and r.raw_reply == reply
+    check_valid_reply_is_scored(model, monkeypatch, [make_request(0), make_request(1)])
     model.release()
 
 
 def test_generate_retry_extends_the_conversation(tiny_cache, monkeypatch):
     model = make_model(tiny_cache, scoring="generate", max_new_tokens=2, max_retries=2)
-    replies = iter(["I think it is fine", '{"score": 4, "reasoning": "ok"}'])
-    monkeypatch.setattr(model, "_decode_replies", lambda tokens: [next(replies) for _ in range(len(tokens))])
-    prompts = []
-    original = model._prompt_text
-
-    def record(request, history=None):
-        prompts.append(original(request, history))
-        return prompts[-1]
-
-    monkeypatch.setattr(model, "_prompt_text", record)
-    (result,) = model.score([make_request(0)])
-    assert result.status == "scored" and result.score == 4.0 and result.attempts == 2
-    assert RETRY_INSTRUCTION not in prompts[0]
-    assert "I think it is fine" in prompts[1] and RETRY_INSTRUCTION in prompts[1]
+    check_retry_extends_the_conversation(model, monkeypatch, make_request(0), '{"score": 4, "reasoning": "ok"}')
     model.release()
 
 
 def test_batch_exception_falls_back_to_single(logits_judge, monkeypatch):
-    real = logits_judge._score_batch
-
-    def flaky(requests):
-        if len(requests) > 1 or requests[0].pair_id == "p1":
-            raise RuntimeError("boom")
-        return real(requests)
-
-    monkeypatch.setattr(logits_judge, "_score_batch", flaky)
-    results = logits_judge.score([make_request(i) for i in range(3)])
-    assert [r.status for r in results] == ["scored", "score_failed", "scored"]
-    assert results[1].score is None and "boom" in results[1].error
+    check_batch_exception_falls_back_to_single(logits_judge, monkeypatch, [make_request(i) for i in range(3)])
 
 
 # ----------------------------------------------------------------------------- generality

@@ -48,8 +48,8 @@ Processor (`load_vlm_processor`)
     with the PIL image processor whatever is installed; every other model uses `AutoProcessor`.
 
 To make a judge for one family: subclass, set `MODEL_CLASSES = {model_type: transformers class name}`
-and give `__init__` the family's default `model_name` (see TransformersVLMRewardModel and the
-Qwen3-VL judge).
+and give `__init__` the family's default `model_name` (see the Qwen3-VL judge, Qwen3VLRewardModel);
+TransformersVLMRewardModel is this class unrestricted, with this constructor as is.
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ single block, 2-layer encoders), head counts and vocabularies (CLIP: byte alphab
 
 from __future__ import annotations
 
-import json
 import string
 from pathlib import Path
+
+from src.models.tiny._common import float32_weights, tiny_autoencoder_kl, update_model_index
 
 T5_D_MODEL = 32
 T5_MAX_LENGTH = 512
@@ -80,21 +81,11 @@ def _t5_encoder(tokenizer):
     return T5EncoderModel(config).eval()
 
 
+@float32_weights
 def build(out_dir: Path) -> None:
     """Write the tiny checkpoint into `out_dir` (an existing, empty directory)."""
     import torch
-
-    previous_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        _build(Path(out_dir))
-    finally:
-        torch.set_default_dtype(previous_dtype)
-
-
-def _build(out_dir: Path) -> None:
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
 
     from src.models.tiny.instruct_pix2pix import CLIP_HIDDEN, build_clip_text_encoder, build_clip_tokenizer
 
@@ -113,18 +104,9 @@ def _build(out_dir: Path) -> None:
         axes_dims_rope=AXES_DIMS_ROPE,
     )
 
-    torch.manual_seed(0)
-    # Real: block_out_channels (128, 256, 512, 512), 2 layers per block, 32 norm groups.
-    vae = AutoencoderKL(
+    vae = tiny_autoencoder_kl(  # seeds itself
         sample_size=1024,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[8, 16, 16, 16],
-        layers_per_block=1,
         latent_channels=LATENT_CHANNELS,
-        norm_num_groups=4,
         use_quant_conv=False,
         use_post_quant_conv=False,
         shift_factor=0.1159,
@@ -152,7 +134,4 @@ def _build(out_dir: Path) -> None:
 
     # transformers 5 saves the fast T5 tokenizer under its unified name `T5Tokenizer`; the real
     # model_index.json says `T5TokenizerFast` (an alias in transformers 5), so write what the hub has.
-    index_file = out_dir / "model_index.json"
-    index = json.loads(index_file.read_text())
-    index["tokenizer_2"] = ["transformers", "T5TokenizerFast"]
-    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    update_model_index(out_dir, tokenizer_2=["transformers", "T5TokenizerFast"])

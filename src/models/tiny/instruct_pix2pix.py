@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from src.models.tiny._common import float32_weights, tiny_autoencoder_kl
+
 CLIP_HIDDEN = 32
 CLIP_MAX_LENGTH = 77  # CLIP's context length, as in every SD / FLUX checkpoint
 
@@ -82,21 +84,11 @@ def build_clip_text_encoder(tokenizer, hidden: int = CLIP_HIDDEN):
     return CLIPTextModel(config).eval()
 
 
+@float32_weights
 def build(out_dir: Path) -> None:
     """Write the tiny checkpoint into `out_dir` (an existing, empty directory)."""
     import torch
-
-    previous_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        _build(Path(out_dir))
-    finally:
-        torch.set_default_dtype(previous_dtype)
-
-
-def _build(out_dir: Path) -> None:
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+    from diffusers import PNDMScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
 
     torch.manual_seed(0)
     # Real: block_out_channels (320, 640, 1280, 1280), layers_per_block 2, cross_attention_dim 768, 8 heads.
@@ -113,20 +105,7 @@ def _build(out_dir: Path) -> None:
         norm_num_groups=4,
     )
 
-    torch.manual_seed(0)
-    # Real: block_out_channels (128, 256, 512, 512), 2 layers per block, 32 norm groups.
-    vae = AutoencoderKL(
-        sample_size=256,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[8, 16, 16, 16],
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        scaling_factor=0.18215,
-    )
+    vae = tiny_autoencoder_kl(sample_size=256, latent_channels=4, scaling_factor=0.18215)  # seeds itself
 
     scheduler = PNDMScheduler(**SD_SCHEDULER_CONFIG)
     tokenizer = build_clip_tokenizer()

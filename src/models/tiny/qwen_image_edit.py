@@ -27,6 +27,9 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
+
+from src.models.tiny._common import float32_weights, update_model_index
 
 # Toy sizes. The transformer's attention_head_dim must equal sum(axes_dims_rope).
 TEXT_HIDDEN = 32
@@ -123,27 +126,19 @@ def _text_encoder(tokenizer):
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
 
+@float32_weights
 def build(out_dir: Path) -> None:
     """Write the tiny checkpoint into `out_dir` (an existing, empty directory)."""
+    build_pipeline(out_dir, "QwenImageEditPipeline")
+
+
+def build_pipeline(out_dir: Path, pipeline_class: str, **transformer_config: Any) -> None:
+    """Build the tiny components, assemble them into `diffusers.<pipeline_class>` and write it with its
+    processor folder into `out_dir`; `transformer_config` adds transformer arguments (the Plus
+    checkpoint's `zero_cond_t`). Call it with float32 as the default dtype (as `build` does)."""
+    import diffusers
     import torch
-
-    out_dir = Path(out_dir)
-    previous_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)  # weights are created in the default dtype
-    try:
-        _build(out_dir)
-    finally:
-        torch.set_default_dtype(previous_dtype)
-
-
-def _build(out_dir: Path) -> None:
-    import torch
-    from diffusers import (
-        AutoencoderKLQwenImage,
-        FlowMatchEulerDiscreteScheduler,
-        QwenImageEditPipeline,
-        QwenImageTransformer2DModel,
-    )
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
     from transformers import Qwen2VLImageProcessorPil
 
     from src.models.tiny.tokenizer import build_qwen_tokenizer
@@ -159,6 +154,7 @@ def _build(out_dir: Path) -> None:
         joint_attention_dim=TEXT_HIDDEN,
         guidance_embeds=False,
         axes_dims_rope=AXES_DIMS_ROPE,
+        **transformer_config,
     )
 
     torch.manual_seed(0)
@@ -178,7 +174,7 @@ def _build(out_dir: Path) -> None:
     tokenizer = build_qwen_tokenizer()
     text_encoder = _text_encoder(tokenizer)  # seeds itself
 
-    pipe = QwenImageEditPipeline(
+    pipe = getattr(diffusers, pipeline_class)(
         transformer=transformer,
         vae=vae,
         scheduler=scheduler,
@@ -208,7 +204,4 @@ def _build(out_dir: Path) -> None:
     config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
     build_qwen_tokenizer().save_pretrained(processor_dir)
 
-    index_file = out_dir / "model_index.json"
-    index = json.loads(index_file.read_text())
-    index["processor"] = ["transformers", "Qwen2VLProcessor"]
-    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    update_model_index(out_dir, processor=["transformers", "Qwen2VLProcessor"])

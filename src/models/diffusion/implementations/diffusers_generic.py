@@ -97,13 +97,45 @@ def check_optional_str(name: str, value: Any) -> str | None:
 
 
 def dtype_kwarg() -> str:
-    from src.models.diffusion.implementations.qwen_image_edit import _dtype_kwarg
+    """`dtype` where diffusers has renamed `torch_dtype` (0.42 warns on `torch_dtype`), else `torch_dtype`.
 
-    return _dtype_kwarg()
+    Detected positively: an older diffusers would silently ignore an unknown `dtype` and load float32.
+    """
+    try:
+        from diffusers.utils import deprecation_utils
+
+        return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+    except ImportError:
+        return "torch_dtype"
 
 
 def rgb(image) -> Any:
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+# True classifier-free guidance (`true_cfg_scale` + `negative_prompt`: a second transformer pass) of the
+# Qwen-Image and FLUX Kontext pipelines.
+
+
+def true_cfg_active(true_cfg_scale: float, negative_prompt: str | None) -> bool:
+    """True CFG runs only with a scale > 1 *and* a negative prompt."""
+    return true_cfg_scale > 1 and negative_prompt is not None
+
+
+def true_cfg_call_kwargs(true_cfg_scale: float, negative_prompt: str | None, n: int) -> dict[str, Any]:
+    """The pipeline arguments of true CFG for a call of `n` prompts."""
+    cfg = true_cfg_active(true_cfg_scale, negative_prompt)
+    return {
+        "negative_prompt": [negative_prompt] * n if cfg else None,
+        # diffusers warns when a scale > 1 comes without a negative prompt; CFG is off then anyway
+        "true_cfg_scale": true_cfg_scale if cfg else 1.0,
+    }
+
+
+def true_cfg_info(true_cfg_scale: float, negative_prompt: str | None) -> dict[str, Any]:
+    """The `EditResult.info` entries of true CFG."""
+    cfg = true_cfg_active(true_cfg_scale, negative_prompt)
+    return {"true_cfg_scale": true_cfg_scale, "cfg_active": cfg, "negative_prompt": negative_prompt if cfg else None}
 
 
 # ----------------------------------------------------------------------------- the editor

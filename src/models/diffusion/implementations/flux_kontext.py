@@ -36,6 +36,9 @@ from src.models.diffusion.implementations.diffusers_generic import (
     check_optional_str,
     check_positive_int,
     rgb,
+    true_cfg_active,
+    true_cfg_call_kwargs,
+    true_cfg_info,
 )
 
 DEFAULT_AREA = 1024 * 1024  # the pipeline's default max_area
@@ -108,7 +111,7 @@ class FluxKontextModel(DiffusersEditModel):
     @property
     def cfg_active(self) -> bool:
         """True classifier-free guidance (a second transformer pass) needs a scale > 1 and a negative prompt."""
-        return self.true_cfg_scale > 1 and self.negative_prompt is not None
+        return true_cfg_active(self.true_cfg_scale, self.negative_prompt)
 
     def _vae_scale_factor(self) -> int:
         return int(getattr(self.pipe, "vae_scale_factor", 8))
@@ -127,12 +130,10 @@ class FluxKontextModel(DiffusersEditModel):
         if not self.auto_resize:
             images = [img if img.size == (width, height) else img.resize((width, height), Image.LANCZOS)
                       for img in images]
-        cfg = self.cfg_active
         return {
             "image": images,
             "prompt": [r.instruction for r in chunk],
-            "negative_prompt": [self.negative_prompt] * len(chunk) if cfg else None,
-            "true_cfg_scale": self.true_cfg_scale if cfg else 1.0,
+            **true_cfg_call_kwargs(self.true_cfg_scale, self.negative_prompt, len(chunk)),
             "guidance_scale": self.guidance_scale,
             "num_inference_steps": self.num_inference_steps,
             "height": height,
@@ -143,7 +144,6 @@ class FluxKontextModel(DiffusersEditModel):
 
     def _family_info(self, req: EditRequest, key: Hashable) -> dict[str, Any]:
         (width, height), (cond_width, cond_height) = key
-        cfg = self.cfg_active
         return {
             "width": width,
             "height": height,
@@ -151,9 +151,7 @@ class FluxKontextModel(DiffusersEditModel):
             "condition_height": cond_height,
             "num_inference_steps": self.num_inference_steps,
             "guidance_scale": self.guidance_scale,
-            "true_cfg_scale": self.true_cfg_scale,
-            "cfg_active": cfg,
-            "negative_prompt": self.negative_prompt if cfg else None,
+            **true_cfg_info(self.true_cfg_scale, self.negative_prompt),
             "max_area": self.max_area,
             "auto_resize": self.auto_resize,
         }

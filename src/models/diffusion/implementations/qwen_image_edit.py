@@ -57,14 +57,22 @@ from src.models.base import (
     free_memory,
     parse_dtype,
 )
+from src.models.diffusion.implementations.diffusers_generic import (
+    check_number,
+    check_optional_str,
+    check_positive_int,
+    dtype_kwarg,
+    true_cfg_active,
+    true_cfg_call_kwargs,
+    true_cfg_info,
+)
 
 log = logging.getLogger(__name__)
 
 PIPELINE_MODULE = "diffusers.pipelines.qwenimage.pipeline_qwenimage_edit"
 DEFAULT_AREA = 1024 * 1024  # the pipeline's hard-coded working area
 MIN_SIDE = 32  # calculate_dimensions rounds to multiples of 32; never let a side round to 0
-
-_AREA_LOCK = threading.Lock()
+MULTIPLE = 16  # vae_scale_factor * 2; a no-op on multiples of 32
 
 
 # ----------------------------------------------------------------------------- processor
@@ -125,87 +133,106 @@ def load_image_only_processor(path: str, cache_dir: str | None = None, subfolder
 # ----------------------------------------------------------------------------- working area
 
 
-def _pipeline_module():
-    return importlib.import_module(PIPELINE_MODULE)
+class AreaHook:
+    """The `max_area` patch of one Qwen-Image edit pipeline: the module-level `calculate_dimensions` of
+    `module_name`, which `pipeline_class.__call__` sizes its images with (see the module doc). Shared
+    with `qwen_image_edit_plus.py`; each pipeline module has its own hook and lock."""
+
+    def __init__(self, module_name: str, pipeline_class: str, uncapped: str,
+                 error: type[Exception] = ValueError) -> None:
+        self.module_name = module_name
+        self.pipeline_class = pipeline_class
+        self.uncapped = uncapped  # what `max_area: null` gives, for the error message
+        self.error = error  # raised by working_size for an empty image
+        self.lock = threading.Lock()
+
+    def module(self):
+        return importlib.import_module(self.module_name)
+
+    def check(self) -> None:
+        """Raise ModelError if the installed diffusers no longer sizes inputs via `calculate_dimensions`."""
+        module = self.module()
+        call = inspect.unwrap(getattr(module, self.pipeline_class).__call__)
+        uses_hook = "calculate_dimensions" in getattr(getattr(call, "__code__", None), "co_names", ())
+        if not callable(getattr(module, "calculate_dimensions", None)) or not uses_hook:
+            raise ModelError(
+                f"max_area cannot be applied with this diffusers version: {self.pipeline_class} no longer sizes "
+                f"its inputs with calculate_dimensions(); set max_area: null ({self.uncapped})"
+            )
+
+    def working_size(self, image_size: tuple[int, int], max_area: int | None) -> tuple[int, int]:
+        """(width, height) the pipeline will work and output at for an input of `image_size` = (w, h).
+
+        The same arithmetic as the pipeline's `__call__`: `calculate_dimensions(area, w / h)` (sides
+        rounded to multiples of 32, so the result's area is only approximately `area`), floored to 16.
+        """
+        width_in, height_in = image_size
+        if width_in < 1 or height_in < 1:
+            raise self.error(f"empty input image ({width_in}x{height_in})")
+        cap = effective_cap(max_area)
+        with self.lock:  # read the unpatched function
+            width, height = self.module().calculate_dimensions(DEFAULT_AREA if cap is None else cap,
+                                                               width_in / height_in)[:2]
+        if cap is not None:
+            width, height = max(int(width), MIN_SIDE), max(int(height), MIN_SIDE)
+        return int(width) // MULTIPLE * MULTIPLE, int(height) // MULTIPLE * MULTIPLE
+
+    @contextmanager
+    def capped(self, max_area: int | None):
+        """Within the block, the pipeline sizes its images to at most `max_area` pixels (see module doc).
+
+        Yields a list that receives one entry (the target area) per use of the hook, so the caller can
+        verify it was used; None when nothing is patched.
+        """
+        cap = effective_cap(max_area)
+        if cap is None:
+            yield None
+            return
+        module = self.module()
+        with self.lock:
+            original = module.calculate_dimensions
+            uses: list[float] = []
+
+            def calculate_dimensions(target_area, ratio):
+                uses.append(target_area)
+                width, height, *rest = original(min(target_area, cap), ratio)
+                return (max(width, MIN_SIDE), max(height, MIN_SIDE), *rest)
+
+            module.calculate_dimensions = calculate_dimensions
+            try:
+                yield uses
+            finally:
+                module.calculate_dimensions = original
+
+    @contextmanager
+    def applied(self, max_area: int | None):
+        """`capped`, and a ModelError after the block if the pipeline did not call the hook."""
+        with self.capped(max_area) as uses:
+            yield
+        if uses is not None and not uses:
+            raise ModelError("max_area was not applied: diffusers did not call calculate_dimensions")
 
 
-def check_area_hook() -> None:
-    """Raise ModelError if the installed diffusers no longer sizes edits via `calculate_dimensions`."""
-    module = _pipeline_module()
-    call = inspect.unwrap(module.QwenImageEditPipeline.__call__)
-    uses_hook = "calculate_dimensions" in getattr(getattr(call, "__code__", None), "co_names", ())
-    if not callable(getattr(module, "calculate_dimensions", None)) or not uses_hook:
-        raise ModelError(
-            "max_area cannot be applied with this diffusers version: QwenImageEditPipeline no longer sizes "
-            "its inputs with calculate_dimensions(); set max_area: null (the pipeline's own 1024*1024 area)"
-        )
-
-
-def _effective_cap(max_area: int | None) -> int | None:
+def effective_cap(max_area: int | None) -> int | None:
     """The capped target area, or None when the pipeline's own area applies (no patching)."""
     return None if max_area is None or max_area >= DEFAULT_AREA else max_area
 
 
-def working_size(image_size: tuple[int, int], max_area: int | None) -> tuple[int, int]:
-    """(width, height) the pipeline will work and output at for an input of `image_size` = (w, h).
-
-    The same arithmetic as `QwenImageEditPipeline.__call__`: `calculate_dimensions(area, w / h)` (sides
-    rounded to multiples of 32, so the result's area is only approximately `area`), floored to 16.
-    """
-    width_in, height_in = image_size
-    if width_in < 1 or height_in < 1:
-        raise ValueError(f"empty input image ({width_in}x{height_in})")
-    module = _pipeline_module()
-    cap = _effective_cap(max_area)
-    with _AREA_LOCK:  # read the unpatched function
-        width, height, _ = module.calculate_dimensions(DEFAULT_AREA if cap is None else cap, width_in / height_in)
-    if cap is not None:
-        width, height = max(int(width), MIN_SIDE), max(int(height), MIN_SIDE)
-    multiple = 16  # vae_scale_factor * 2; a no-op on multiples of 32
-    return int(width) // multiple * multiple, int(height) // multiple * multiple
+def check_max_area(max_area: Any) -> int | None:
+    """The `max_area` init_arg, validated: null or an integer area of at least MIN_SIDE x MIN_SIDE pixels."""
+    if max_area is not None and (isinstance(max_area, bool) or not isinstance(max_area, int)
+                                 or max_area < MIN_SIDE * MIN_SIDE):
+        raise ModelError(f"max_area must be null or an integer >= {MIN_SIDE * MIN_SIDE} (pixels), got {max_area!r}")
+    return max_area
 
 
-@contextmanager
-def capped_area(max_area: int | None):
-    """Within the block, the edit pipeline sizes inputs to at most `max_area` pixels (see module doc).
-
-    Yields a list that receives one entry per use of the hook, so the caller can verify it was used.
-    """
-    cap = _effective_cap(max_area)
-    if cap is None:
-        yield None
-        return
-    module = _pipeline_module()
-    with _AREA_LOCK:
-        original = module.calculate_dimensions
-        uses: list[float] = []
-
-        def calculate_dimensions(target_area, ratio):
-            uses.append(target_area)
-            width, height, extra = original(min(target_area, cap), ratio)
-            return max(width, MIN_SIDE), max(height, MIN_SIDE), extra
-
-        module.calculate_dimensions = calculate_dimensions
-        try:
-            yield uses
-        finally:
-            module.calculate_dimensions = original
+AREA_HOOK = AreaHook(PIPELINE_MODULE, "QwenImageEditPipeline", "the pipeline's own 1024*1024 area")
+check_area_hook = AREA_HOOK.check
+working_size = AREA_HOOK.working_size
+capped_area = AREA_HOOK.capped
 
 
 # ----------------------------------------------------------------------------- model
-
-
-def _dtype_kwarg() -> str:
-    """`dtype` where diffusers has renamed `torch_dtype` (0.42 warns on `torch_dtype`), else `torch_dtype`.
-
-    Detected positively: an older diffusers would silently ignore an unknown `dtype` and load float32.
-    """
-    try:
-        from diffusers.utils import deprecation_utils
-
-        return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
-    except ImportError:
-        return "torch_dtype"
 
 
 class QwenImageEditModel(BaseEditModel):
@@ -226,55 +253,42 @@ class QwenImageEditModel(BaseEditModel):
     ) -> None:
         super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,
                          cache_dir=cache_dir)
-        if not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool) or num_inference_steps < 1:
-            raise ModelError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
-        if isinstance(true_cfg_scale, bool) or not isinstance(true_cfg_scale, (int, float)):
-            raise ModelError(f"true_cfg_scale must be a number, got {true_cfg_scale!r}")
-        if negative_prompt is not None and not isinstance(negative_prompt, str):
-            raise ModelError(f"negative_prompt must be a string or null, got {negative_prompt!r}")
-        if max_area is not None and (isinstance(max_area, bool) or not isinstance(max_area, int)
-                                     or max_area < MIN_SIDE * MIN_SIDE):
-            raise ModelError(f"max_area must be null or an integer >= {MIN_SIDE * MIN_SIDE} (pixels), got {max_area!r}")
-        if guidance_scale is not None and (isinstance(guidance_scale, bool)
-                                           or not isinstance(guidance_scale, (int, float))):
-            raise ModelError(f"guidance_scale must be a number or null, got {guidance_scale!r}")
-        self.num_inference_steps = num_inference_steps
-        self.true_cfg_scale = float(true_cfg_scale)
-        self.negative_prompt = negative_prompt
-        self.max_area = max_area
-        self.guidance_scale = None if guidance_scale is None else float(guidance_scale)
+        self.num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
+        self.true_cfg_scale = check_number("true_cfg_scale", true_cfg_scale)
+        self.negative_prompt = check_optional_str("negative_prompt", negative_prompt)
+        self.max_area = check_max_area(max_area)
+        self.guidance_scale = check_number("guidance_scale", guidance_scale, optional=True)
         self.pipe = None
 
     # -- configuration
     @property
     def cfg_active(self) -> bool:
         """True classifier-free guidance runs only with a scale > 1 *and* a negative prompt."""
-        return self.true_cfg_scale > 1 and self.negative_prompt is not None
+        return true_cfg_active(self.true_cfg_scale, self.negative_prompt)
 
     def check(self) -> None:
         super().check()
         try:
-            module = _pipeline_module()
-            module.QwenImageEditPipeline  # noqa: B018 - presence check
+            AREA_HOOK.module().QwenImageEditPipeline  # noqa: B018 - presence check
             from transformers import Qwen2VLImageProcessorPil  # noqa: F401
         except (ImportError, AttributeError) as exc:
             raise ModelError(f"Qwen-Image-Edit needs diffusers with QwenImageEditPipeline and a transformers "
                              f"with Qwen2VLImageProcessorPil: {exc}") from exc
-        if _effective_cap(self.max_area) is not None:
+        if effective_cap(self.max_area) is not None:
             check_area_hook()
 
     # -- life cycle
     def _load(self) -> None:
         from diffusers import QwenImageEditPipeline
 
-        if _effective_cap(self.max_area) is not None:
+        if effective_cap(self.max_area) is not None:
             check_area_hook()
         torch_dtype = parse_dtype(self.dtype_name)
         path = self.resolved_model_path()
         try:
             processor = load_image_only_processor(path, cache_dir=self.cache_dir)
             pipe = QwenImageEditPipeline.from_pretrained(
-                path, processor=processor, cache_dir=self.cache_dir, **{_dtype_kwarg(): torch_dtype}
+                path, processor=processor, cache_dir=self.cache_dir, **{dtype_kwarg(): torch_dtype}
             )
         except (OSError, ValueError) as exc:
             raise ModelError(f"could not load Qwen-Image-Edit checkpoint {self.model_name!r} ({path}): {exc}") from exc
@@ -349,13 +363,10 @@ class QwenImageEditModel(BaseEditModel):
         if self.pipe is None:
             raise ModelError("the model was released; load() it again")
         width, height = size
-        cfg = self.cfg_active
         kwargs: dict[str, Any] = dict(
             image=[req.image.convert("RGB") for req in chunk],
             prompt=[req.instruction for req in chunk],
-            negative_prompt=[self.negative_prompt] * len(chunk) if cfg else None,
-            # diffusers warns when a scale > 1 comes without a negative prompt; CFG is off then anyway
-            true_cfg_scale=self.true_cfg_scale if cfg else 1.0,
+            **true_cfg_call_kwargs(self.true_cfg_scale, self.negative_prompt, len(chunk)),
             height=height,
             width=width,
             num_inference_steps=self.num_inference_steps,
@@ -364,25 +375,20 @@ class QwenImageEditModel(BaseEditModel):
         )
         if self.guidance_scale is not None:
             kwargs["guidance_scale"] = self.guidance_scale
-        with capped_area(self.max_area) as uses, torch.inference_mode():
+        with AREA_HOOK.applied(self.max_area), torch.inference_mode():
             images = self.pipe(**kwargs).images
-        if uses is not None and not uses:
-            raise ModelError("max_area was not applied: diffusers did not call calculate_dimensions")
         if len(images) != len(chunk):
             raise RuntimeError(f"pipeline returned {len(images)} images for {len(chunk)} requests")
         return [img.convert("RGB") for img in images]
 
     def _info(self, req: EditRequest, size: tuple[int, int], batch: int) -> dict[str, Any]:
-        cfg = self.cfg_active
         return {
             "width": size[0],
             "height": size[1],
             "input_width": req.image.size[0],
             "input_height": req.image.size[1],
             "num_inference_steps": self.num_inference_steps,
-            "true_cfg_scale": self.true_cfg_scale,
-            "cfg_active": cfg,
-            "negative_prompt": self.negative_prompt if cfg else None,
+            **true_cfg_info(self.true_cfg_scale, self.negative_prompt),
             "guidance_scale": self.guidance_scale,
             "max_area": self.max_area,
             "seed": req.seed,

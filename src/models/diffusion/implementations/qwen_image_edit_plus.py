@@ -31,11 +31,7 @@ requests always run one per call whatever `batch_size` says (it is accepted for 
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import threading
 from collections.abc import Hashable
-from contextlib import contextmanager
 from typing import Any
 
 from src.models.base import EditRequest, ModelError
@@ -46,74 +42,25 @@ from src.models.diffusion.implementations.diffusers_generic import (
     check_optional_str,
     check_positive_int,
     rgb,
+    true_cfg_active,
+    true_cfg_call_kwargs,
+    true_cfg_info,
+)
+from src.models.diffusion.implementations.qwen_image_edit import (
+    AreaHook,
+    check_max_area,
+    effective_cap,
+    load_image_only_processor,
 )
 
 PIPELINE_MODULE = "diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus"
-DEFAULT_AREA = 1024 * 1024  # the pipeline's output / VAE working area
-MIN_SIDE = 32  # calculate_dimensions rounds to multiples of 32; never let a side round to 0
-MULTIPLE = 16  # vae_scale_factor * 2
 
-_AREA_LOCK = threading.Lock()
-
-
-def _module():
-    return importlib.import_module(PIPELINE_MODULE)
-
-
-def check_area_hook() -> None:
-    """Raise ModelError if the installed diffusers no longer sizes Plus inputs via `calculate_dimensions`."""
-    module = _module()
-    call = inspect.unwrap(module.QwenImageEditPlusPipeline.__call__)
-    uses_hook = "calculate_dimensions" in getattr(getattr(call, "__code__", None), "co_names", ())
-    if not callable(getattr(module, "calculate_dimensions", None)) or not uses_hook:
-        raise ModelError(
-            "max_area cannot be applied with this diffusers version: QwenImageEditPlusPipeline no longer sizes "
-            "its inputs with calculate_dimensions(); set max_area: null (the pipeline's own sizes)"
-        )
-
-
-def _effective_cap(max_area: int | None) -> int | None:
-    return None if max_area is None or max_area >= DEFAULT_AREA else max_area
-
-
-def working_size(image_size: tuple[int, int], max_area: int | None) -> tuple[int, int]:
-    """(width, height) of the output for an original of `image_size` (the pipeline's arithmetic, capped)."""
-    width_in, height_in = image_size
-    if width_in < 1 or height_in < 1:
-        raise RequestError(f"empty input image ({width_in}x{height_in})")
-    cap = _effective_cap(max_area)
-    with _AREA_LOCK:  # read the unpatched function
-        width, height = _module().calculate_dimensions(DEFAULT_AREA if cap is None else cap, width_in / height_in)[:2]
-    if cap is not None:
-        width, height = max(int(width), MIN_SIDE), max(int(height), MIN_SIDE)
-    return int(width) // MULTIPLE * MULTIPLE, int(height) // MULTIPLE * MULTIPLE
-
-
-@contextmanager
-def capped_area(max_area: int | None):
-    """Within the block, the Plus pipeline sizes every image to at most `max_area` pixels.
-
-    Yields the list of target areas the hook was called with (None when nothing is patched).
-    """
-    cap = _effective_cap(max_area)
-    if cap is None:
-        yield None
-        return
-    module = _module()
-    with _AREA_LOCK:
-        original = module.calculate_dimensions
-        uses: list[float] = []
-
-        def calculate_dimensions(target_area, ratio):
-            uses.append(target_area)
-            width, height, *rest = original(min(target_area, cap), ratio)
-            return (max(width, MIN_SIDE), max(height, MIN_SIDE), *rest)
-
-        module.calculate_dimensions = calculate_dimensions
-        try:
-            yield uses
-        finally:
-            module.calculate_dimensions = original
+# The single-image editor's working-area patch (same arithmetic: output / VAE area 1024*1024, sides >= 32,
+# floored to 16), applied to the Plus pipeline's module.
+AREA_HOOK = AreaHook(PIPELINE_MODULE, "QwenImageEditPlusPipeline", "the pipeline's own sizes", error=RequestError)
+check_area_hook = AREA_HOOK.check
+working_size = AREA_HOOK.working_size  # of the output, for an original of `image_size`
+capped_area = AREA_HOOK.capped  # every image of a call at most `max_area` pixels
 
 
 class QwenImageEditPlusModel(DiffusersEditModel):
@@ -137,16 +84,13 @@ class QwenImageEditPlusModel(DiffusersEditModel):
         self.num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
         self.true_cfg_scale = check_number("true_cfg_scale", true_cfg_scale)
         self.negative_prompt = check_optional_str("negative_prompt", negative_prompt)
-        if max_area is not None and (isinstance(max_area, bool) or not isinstance(max_area, int)
-                                     or max_area < MIN_SIDE * MIN_SIDE):
-            raise ModelError(f"max_area must be null or an integer >= {MIN_SIDE * MIN_SIDE} (pixels), got {max_area!r}")
-        self.max_area = max_area
+        self.max_area = check_max_area(max_area)
         self.guidance_scale = check_number("guidance_scale", guidance_scale, optional=True)
 
     @property
     def cfg_active(self) -> bool:
         """True classifier-free guidance runs only with a scale > 1 *and* a negative prompt."""
-        return self.true_cfg_scale > 1 and self.negative_prompt is not None
+        return true_cfg_active(self.true_cfg_scale, self.negative_prompt)
 
     def check(self) -> None:
         super().check()
@@ -154,13 +98,11 @@ class QwenImageEditPlusModel(DiffusersEditModel):
             from transformers import Qwen2VLImageProcessorPil  # noqa: F401
         except ImportError as exc:
             raise ModelError(f"Qwen-Image-Edit needs a transformers with Qwen2VLImageProcessorPil: {exc}") from exc
-        if _effective_cap(self.max_area) is not None:
+        if effective_cap(self.max_area) is not None:
             check_area_hook()
 
     def _component_overrides(self, cls: type, path: str) -> dict[str, Any]:
-        from src.models.diffusion.implementations.qwen_image_edit import load_image_only_processor
-
-        if _effective_cap(self.max_area) is not None:
+        if effective_cap(self.max_area) is not None:
             check_area_hook()
         return {"processor": load_image_only_processor(path, cache_dir=self.cache_dir)}
 
@@ -176,12 +118,10 @@ class QwenImageEditPlusModel(DiffusersEditModel):
     def _pipeline_kwargs(self, chunk: list[EditRequest], key: Hashable) -> dict[str, Any]:
         (req,) = chunk
         width, height = key
-        cfg = self.cfg_active
         kwargs: dict[str, Any] = {
             "image": [rgb(req.image)] + [rgb(img) for img in req.extra_images],
             "prompt": [req.instruction],
-            "negative_prompt": [self.negative_prompt] if cfg else None,
-            "true_cfg_scale": self.true_cfg_scale if cfg else 1.0,
+            **true_cfg_call_kwargs(self.true_cfg_scale, self.negative_prompt, 1),
             "height": height,
             "width": width,
             "num_inference_steps": self.num_inference_steps,
@@ -190,23 +130,16 @@ class QwenImageEditPlusModel(DiffusersEditModel):
             kwargs["guidance_scale"] = self.guidance_scale
         return kwargs
 
-    @contextmanager
     def _calling(self, key: Hashable):
-        with capped_area(self.max_area) as uses:
-            yield
-        if uses is not None and not uses:
-            raise ModelError("max_area was not applied: diffusers did not call calculate_dimensions")
+        return AREA_HOOK.applied(self.max_area)
 
     def _family_info(self, req: EditRequest, key: Hashable) -> dict[str, Any]:
-        cfg = self.cfg_active
         return {
             "width": key[0],
             "height": key[1],
             "num_input_images": 1 + len(req.extra_images),
             "num_inference_steps": self.num_inference_steps,
-            "true_cfg_scale": self.true_cfg_scale,
-            "cfg_active": cfg,
-            "negative_prompt": self.negative_prompt if cfg else None,
+            **true_cfg_info(self.true_cfg_scale, self.negative_prompt),
             "guidance_scale": self.guidance_scale,
             "max_area": self.max_area,
         }

@@ -22,27 +22,8 @@ class TransformersVLMRewardModel(HFVLMRewardModel):
 
     MODEL_CLASSES = None  # AutoModelForImageTextToText chooses
 
-    def __init__(
-        self,
-        model_name: str = "Qwen/Qwen2.5-VL-7B-Instruct",
-        device: str = "auto",
-        dtype: str = "bfloat16",
-        batch_size: int = 1,
-        scoring: str = "generate",
-        protocol: str = "category_0to10",
-        max_new_tokens: int = 512,
-        max_retries: int = 2,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        attn_implementation: str | None = None,
-        trust_remote_code: bool = False,
-        cache_dir: str | None = None,
-    ) -> None:
-        super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,
-                         scoring=scoring, protocol=protocol, max_new_tokens=max_new_tokens,
-                         max_retries=max_retries, min_pixels=min_pixels, max_pixels=max_pixels,
-                         attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
-                         cache_dir=cache_dir)
+    # The constructor is the base's: its signature and defaults (model_name "Qwen/Qwen2.5-VL-7B-Instruct",
+    # trust_remote_code False, ...) are this judge's init_args.
 
 
 __all__ = ["TransformersVLMRewardModel"]
