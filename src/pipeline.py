@@ -77,26 +77,31 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
     bench = bench or load_benchmark(cfg.data_path, cfg.categories, cfg.limit)
     editor: BaseEditModel = cfg.editor.build()  # constructors are cheap: nothing loads yet
     judge: BaseRewardModel = cfg.judge.build()
-    editor.check()
-    judge.check()
     scoring = scoring_setup(cfg, bench)
     scoring_fp = scoring.fingerprint
+    resuming = (run_dir / "state.sqlite").is_file()
+    if not resuming:  # a new run: the models its stages use are checked before the run folder exists
+        check_models(editor if stage in ("all", "edit") else None, judge if stage in ("all", "score") else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = add_file_logging(run_dir)
     state = State(run_dir / "state.sqlite")
     try:
         check_resume(state, cfg, bench, stage, scoring_fp)
         record_plan(state, bench)
+        edits = pending_edits(state, bench, run_dir) if stage in ("all", "edit") else []
+        work = bool(edits) or (stage in ("all", "score") and bool(pending_scores(state, bench, run_dir, scoring_fp)))
+        if resuming:  # only the models with work left are checked (a finished run imports no model code)
+            check_models(editor if edits else None, judge if work and stage in ("all", "score") else None)
         (run_dir / "config.resolved.yaml").write_text(dump_yaml(cfg.to_dict()), encoding="utf-8")
         invocation = state.start_invocation(stage, cfg.to_dict(), cfg.fingerprint(),
                                             cfg.editor.fingerprint(), scoring_fp)
         stats = Stats()
-        seed_everything(cfg.seed, cfg.torch_threads)
-        stats.residency = choose_residency_for(cfg)
+        if work:
+            seed_everything(cfg.seed, cfg.torch_threads)
+            stats.residency = choose_residency_for(cfg)
         stats.batchers = {"editor": make_batcher(cfg.editor, editor, "edit", cfg, stats),
                           "judge": make_batcher(cfg.judge, judge, "score", cfg, stats)}
 
-        edits = pending_edits(state, bench, run_dir) if stage in ("all", "edit") else []
         log.info("plan: %d pairs in %d categories; %d to edit", sum(len(p) for p in bench.pairs.values()),
                  len(bench.categories), len(edits))
 
@@ -183,6 +188,13 @@ class Progress:
         if self.category is not None:
             self.category.close()
         self.stage.close()
+
+
+def check_models(*models) -> None:
+    """Each model's cheap checks (device, dtype, installed code paths); None entries are skipped."""
+    for model in models:
+        if model is not None:
+            model.check()
 
 
 def add_file_logging(run_dir: Path) -> logging.Handler:
