@@ -36,18 +36,33 @@ always RGB. Transparent images are composited on a **white** background (what im
 papers show; dropping alpha would expose whatever colour hides under transparent pixels, often black).
 16-bit images are scaled to 8 bits (not clipped), CMYK is converted through its ICC profile when it has
 one.
+
+Memory: the file is read as a stream (``ijson``'s C parser for JSON, one line at a time for JSONL), and
+every long string (base64 images, big blobs: `SPOOL_MIN_CHARS` characters or more) is written to an
+unnamed temporary *spool* file as it is read; a `PairSpec` keeps only its offset and length. Peak memory
+is therefore one pair plus the small per-pair fields, whatever the number of pairs; the spool takes about
+as much temporary disk as the images' base64 text (``$TMPDIR``, or `SPOOL_DIR`). It is closed by
+`Benchmark.close` (or a ``with`` block), else when the last pair referring to it is garbage-collected.
+Pickling or copying a `PairSpec` inlines its images, so the copy does not depend on the spool. Files the
+streaming parser refuses are re-read with the `json` module, which gives the exact error (line, column);
+the rare valid files only `json` accepts (``NaN``, integers over 64 bits, lone surrogate escapes, nesting
+deeper than `_MAX_STREAM_DEPTH`) are loaded that way, in memory, with a warning.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import difflib
 import hashlib
 import io
 import json
 import logging
+import os
 import re
+import tempfile
+import threading
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
@@ -78,6 +93,11 @@ REFERENCE_FIELD = "reference_images_b64"
 _KNOWN_FIELDS = set(IMAGE_B64_FIELDS + IMAGE_PATH_FIELDS + INSTRUCTION_FIELDS + DESCRIPTION_FIELDS
                     + ID_FIELDS + (REFERENCE_FIELD,))
 _BIG_STRING = 64 * 1024
+
+# Strings of at least this many characters are kept in the spool file, not in memory (see module doc).
+SPOOL_MIN_CHARS = 2048
+# Folder of the spool file; None = tempfile's default ($TMPDIR, else /tmp). Read at load time.
+SPOOL_DIR: str | None = None
 
 
 class BenchmarkError(Exception):
@@ -232,12 +252,178 @@ def _open_image(raw: bytes, where: str) -> Image.Image:
                           f"({type(e).__name__}: {e})") from None
 
 
+# ----------------------------------------------------------------------------- spool
+
+
+class _Spool:
+    """Append-only unnamed temporary file holding the long strings of one loaded benchmark.
+
+    Created on the first string (a benchmark with only small values never opens a file). Reads use
+    ``os.pread`` (no shared file position), so pairs may be decoded from several threads. The file is
+    closed by `close` or when the object is garbage-collected (every `_Spooled` refers to it).
+    """
+
+    def __init__(self, directory: str | None = None) -> None:
+        self._directory = directory
+        self._fd: int | None = None
+        self._file = None
+        self._end = 0
+        self._lock = threading.Lock()
+        self.closed = False
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._end
+
+    def add(self, text: str) -> _Spooled:
+        data = text.encode("utf-8", "surrogatepass")
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("the benchmark spool is closed")
+            try:
+                if self._file is None:
+                    self._file = tempfile.TemporaryFile(prefix="ieb-bench-spool-", dir=self._directory,
+                                                        buffering=0)
+                    self._fd = self._file.fileno()
+                offset = self._end
+                view = memoryview(data)
+                while view:
+                    n = os.pwrite(self._fd, view, self._end) if hasattr(os, "pwrite") else self._seek_write(view)
+                    view = view[n:]
+                    self._end += n
+            except OSError as e:
+                where = self._directory or tempfile.gettempdir()
+                raise BenchmarkError(
+                    f"cannot write the temporary spool file that holds the benchmark's images (in {where}): "
+                    f"{e}. It needs about as much free space as the images' base64 text; point TMPDIR (or "
+                    "src.data.SPOOL_DIR) at a folder with room.") from None
+        return _Spooled(self, offset, len(data), len(text), not text or text.isspace(), text[:200])
+
+    def _seek_write(self, view: memoryview) -> int:  # pragma: no cover - platforms without os.pwrite
+        self._file.seek(self._end)
+        return self._file.write(view)
+
+    def read(self, offset: int, nbytes: int) -> str:
+        with self._lock:  # so that close() cannot take the file away in the middle of a read
+            if self.closed:
+                raise RuntimeError("the benchmark was closed (Benchmark.close()); its images are no longer "
+                                   "available")
+            chunks, pos, todo = [], offset, nbytes
+            while todo > 0:
+                if hasattr(os, "pread"):
+                    chunk = os.pread(self._fd, todo, pos)
+                else:  # pragma: no cover - Windows
+                    self._file.seek(pos)
+                    chunk = self._file.read(todo)
+                if not chunk:
+                    raise RuntimeError(f"the benchmark spool file ended early ({pos} of {offset + nbytes} bytes)")
+                chunks.append(chunk)
+                pos += len(chunk)
+                todo -= len(chunk)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return data.decode("utf-8", "surrogatepass")
+
+    def reset(self) -> None:
+        """Forget everything written (a failed streaming attempt is redone another way)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.truncate(0)
+            self._end = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+                self._fd = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+class _Spooled:
+    """A long JSON string stored in a `_Spool`: what the loader needs to know without reading it back."""
+
+    __slots__ = ("spool", "offset", "nbytes", "length", "blank", "head")
+
+    def __init__(self, spool: _Spool, offset: int, nbytes: int, length: int, blank: bool, head: str) -> None:
+        self.spool, self.offset, self.nbytes = spool, offset, nbytes
+        self.length = length  # in characters
+        self.blank = blank  # only whitespace
+        self.head = head  # the first 200 characters
+
+    def text(self) -> str:
+        return self.spool.read(self.offset, self.nbytes)
+
+    def __reduce__(self):  # pickle/deepcopy: a plain string, independent of the spool
+        return str, (self.text(),)
+
+    def __repr__(self) -> str:
+        return f"<{self.length:,} characters kept on disk>"
+
+
+def _text(value: str | _Spooled) -> str:
+    return value.text() if isinstance(value, _Spooled) else value
+
+
+def _blank(value: str | _Spooled) -> bool:
+    return value.blank if isinstance(value, _Spooled) else not value.strip()
+
+
+def _materialize(value: Any) -> Any:
+    """`value` with every `_Spooled` inside it read back (containers are updated in place)."""
+    if isinstance(value, _Spooled):
+        return value.text()
+    stack = [value] if isinstance(value, (dict, list)) else []
+    while stack:  # iterative: nesting depth is not limited by the recursion limit
+        container = stack.pop()
+        entries = container.items() if isinstance(container, dict) else enumerate(container)
+        updates = []
+        for key, item in entries:
+            if isinstance(item, _Spooled):
+                updates.append((key, item.text()))
+            elif isinstance(item, (dict, list)):
+                stack.append(item)
+        for key, item in updates:
+            container[key] = item
+    return value
+
+
+def _spool_tree(value: Any, spool: _Spool) -> Any:
+    """A parsed JSON value with its long strings moved to `spool` (containers updated in place)."""
+    if isinstance(value, str):
+        return spool.add(value) if len(value) >= SPOOL_MIN_CHARS else value
+    stack = [value] if isinstance(value, (dict, list)) else []
+    while stack:
+        container = stack.pop()
+        entries = container.items() if isinstance(container, dict) else enumerate(container)
+        updates = []
+        for key, item in entries:
+            if isinstance(item, str):
+                if len(item) >= SPOOL_MIN_CHARS:
+                    updates.append((key, spool.add(item)))
+            elif isinstance(item, (dict, list)):
+                stack.append(item)
+        for key, item in updates:
+            container[key] = item
+    return value
+
+
 # ----------------------------------------------------------------------------- records
 
 
 @dataclass
 class PairSpec:
-    """One (original image, instruction) pair. Holds references only; images are decoded on demand."""
+    """One (original image, instruction) pair. Holds references only; images are decoded on demand.
+
+    A long base64 value is not held in memory: ``_image_b64`` / ``_reference_b64`` entries are then
+    references into the benchmark's spool file (see the module docstring), read back on use.
+    """
 
     category: str
     pair_id: str
@@ -251,8 +437,8 @@ class PairSpec:
     image_field: str | None = None  # the pair field the image comes from
     image_path: str | None = None  # resolved path when the image is a file
     omitted_fields: list[str] = field(default_factory=list)  # blob fields left out of metadata
-    _image_b64: str | None = field(default=None, repr=False, compare=False)
-    _reference_b64: list[str] = field(default_factory=list, repr=False, compare=False)
+    _image_b64: str | _Spooled | None = field(default=None, repr=False, compare=False)
+    _reference_b64: list[str | _Spooled] = field(default_factory=list, repr=False, compare=False)
     _sha256: str | None = field(default=None, repr=False, compare=False)
 
     def where(self, field_name: str | None = None) -> str:
@@ -266,7 +452,7 @@ class PairSpec:
         where = self.where(self.image_field)
         if self._image_b64 is not None:
             try:
-                return _decode_b64(self._image_b64)
+                return _decode_b64(_text(self._image_b64))
             except ValueError as e:
                 raise InvalidPair(f"{where}: not valid base64 ({e})") from None
         if self.image_path is not None:
@@ -299,7 +485,7 @@ class PairSpec:
         for i, value in enumerate(self._reference_b64):
             where = self.where(f"{REFERENCE_FIELD}[{i}]")
             try:
-                raw = _decode_b64(value)
+                raw = _decode_b64(_text(value))
             except ValueError as e:
                 raise InvalidPair(f"{where}: not valid base64 ({e})") from None
             images.append(_open_image(raw, where))
@@ -313,6 +499,7 @@ class Benchmark:
     pairs: dict[str, list[PairSpec]]
     all_categories: list[str] = field(default_factory=list)  # every category in the file, file order
     info: dict = field(default_factory=dict)  # top-level keys that are not categories
+    _spool: _Spool | None = field(default=None, repr=False, compare=False)  # long strings, on disk
 
     def iter_pairs(self) -> Iterator[PairSpec]:
         for category in self.categories:
@@ -320,6 +507,20 @@ class Benchmark:
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.pairs.values())
+
+    def close(self) -> None:
+        """Release the temporary spool file now; afterwards the pairs' images cannot be read.
+
+        Optional: the file is also released when the benchmark and all its pairs are garbage-collected.
+        """
+        if self._spool is not None:
+            self._spool.close()
+
+    def __enter__(self) -> Benchmark:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -344,11 +545,16 @@ def _object_hook(items: list[tuple[str, Any]]) -> dict:
     return d
 
 
-def _read_text(path: Path, shown: str) -> str:
+def _check_file(path: Path, shown: str) -> None:
     if not path.exists():
         raise BenchmarkError(f"benchmark file {shown} does not exist (resolved to {path.resolve()}).")
     if path.is_dir():
         raise BenchmarkError(f"benchmark path {shown} is a directory; give the .json or .jsonl file.")
+
+
+def _read_text(path: Path, shown: str) -> str:
+    """The whole file as text (the in-memory path: error messages and files only `json` can read)."""
+    _check_file(path, shown)
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -379,7 +585,271 @@ def _parse_json(text: str, shown: str) -> Any:
         raise BenchmarkError(f"benchmark file {shown} is nested too deeply to parse.") from None
 
 
+def _parse_jsonl_text(text: str, shown: str) -> tuple[list, list[str]]:
+    """The in-memory JSONL path: (items, labels), or the exact error for the first bad line."""
+    items, labels = [], []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line, object_pairs_hook=_object_hook))
+        except json.JSONDecodeError as e:
+            raise BenchmarkError(f"benchmark file {shown}: line {lineno} is not valid JSON: "
+                                 f"{e.msg} at column {e.colno}.") from None
+        labels.append(f"the pair on line {lineno}")
+    if not items:
+        raise BenchmarkError(f"benchmark file {shown} has no pairs (only blank lines).")
+    return items, labels
+
+
+# ----------------------------------------------------------------------------- streaming parse
+
+# Deeper documents are handed to the json module (which refuses very deep ones with a clear message).
+_MAX_STREAM_DEPTH = 500
+_READ_CHUNK = 256 * 1024
+# Bytes the json module refuses anywhere in a document (raw control characters) but that yajl (\v, \f)
+# or ijson's pure-Python parser (also \x1c-\x1f) skip as whitespace between tokens.
+_JSON_FORBIDDEN = (b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+# \uD800-\uDFFF escapes. json keeps a lone one (a high one not followed by a low one, or a low one not
+# preceded by a high one); yajl turns it into '?' or fails. (An escaped backslash followed by 'uD800' text
+# is taken for an escape too: harmless, the file is then read by json.)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_CONTEXT = 6 + 11  # bytes kept between reads: the escape before one, and one plus the next
+# Non-ASCII characters that ijson's pure-Python parser (not json, not yajl) skips between tokens; with
+# that parser a file containing any of them (even inside strings) is read by json instead.
+_UNICODE_SPACE = re.compile(b"|".join(re.escape(chr(c).encode()) for c in range(0x80, 0x3001) if chr(c).isspace()))
+
+
+class _NotStreamable(Exception):
+    """The streaming parser might not read this file exactly as `json` does: let `json` read it."""
+
+
+_BACKEND: Any = False  # ijson backend module, None when ijson is missing; False = not chosen yet
+
+
+def _ijson_backend() -> Any:
+    """ijson's C backend (yajl2_c, in its wheels), else its pure-Python one; None without ijson."""
+    global _BACKEND
+    if _BACKEND is False:
+        _BACKEND = None
+        try:
+            import ijson
+        except ImportError:
+            log.warning("the ijson package is missing: benchmark files are read whole into memory "
+                        "(pip install -r requirements.txt)")
+            return None
+        for name in ("yajl2_c", "python"):
+            try:
+                _BACKEND = ijson.get_backend(name)
+                break
+            except ImportError:
+                log.info("ijson backend %s is not available; using the next one", name)
+    return _BACKEND
+
+
+class _CheckedReader:
+    """The benchmark file as the streaming parser sees it: a leading UTF-8 BOM removed, and cut short
+    (with `problem` set) at anything `json` would read differently (invalid UTF-8, the bytes in
+    `_JSON_FORBIDDEN`, lone surrogate escapes). Raising from `read` instead would upset ijson's Python
+    backend (its coroutines report the interruption as an unraisable exception).
+
+    It also counts the unescaped quotes: yajl accepts a document followed by an *unterminated* string
+    (``{} "abc``) where json reports extra data; in a valid document the count is even.
+    """
+
+    def __init__(self, f, unicode_space_ok: bool = True) -> None:
+        self._f = f
+        self._unicode_space_ok = unicode_space_ok
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._first = True
+        self._pending = b""  # bytes read ahead while looking for a BOM
+        self._pos = 0  # stream offset after the last byte returned
+        self._tail = b""  # the last bytes returned, for escapes that straddle two reads
+        self._decided = 0  # lone-surrogate matches starting before this offset have been judged
+        self._odd_backslashes = False  # the last read ended with an odd run of backslashes
+        self.quotes = 0  # unescaped '"' seen
+        self.eof = False
+        self.problem: str | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:  # ijson probes the stream type with read(0)
+            return self._f.read(0)
+        if self.problem:
+            return b""
+        if self._first:  # drop a BOM, whatever the read size
+            self._first = False
+            head = self._f.read(len(codecs.BOM_UTF8))
+            self._pending = b"" if head == codecs.BOM_UTF8 else head
+        data = self._pending if size < 0 else self._pending[:size]
+        self._pending = self._pending[len(data):]
+        if size < 0 or len(data) < size:
+            data += self._f.read(size - len(data) if size >= 0 else -1)
+        try:
+            return self._checked(data)
+        except _NotStreamable as e:
+            self.problem = str(e)
+            self.eof = True
+            return b""
+
+    def _checked(self, data: bytes) -> bytes:
+        final = not data
+        self.eof = self.eof or final
+        try:
+            self._decoder.decode(data, final)
+        except UnicodeDecodeError as e:
+            raise _NotStreamable(f"not UTF-8 ({e.reason})") from None
+        for b in _JSON_FORBIDDEN:
+            if b in data:
+                raise _NotStreamable(f"control character {b!r}")
+        buf = self._tail + data
+        base = self._pos - len(self._tail)
+        if not self._unicode_space_ok and not data.isascii() and _UNICODE_SPACE.search(buf):
+            raise _NotStreamable("non-ASCII white space (ijson's Python parser would skip it)")
+        self._pos += len(data)
+        limit = len(buf) if final else len(buf) - 11  # an escape needs the next one in `buf` to be judged
+        for m in _SURROGATE_ESCAPE.finditer(buf):
+            i = m.start()
+            if base + i < self._decided:
+                continue
+            if i >= limit:
+                break
+            if buf[i + 3] in b"89abAB":  # high: a low escape must follow
+                ok = _SURROGATE_ESCAPE.match(buf, i + 6) is not None and buf[i + 9] in b"cdefCDEF"
+            else:  # low: a high escape must precede (the read before is in `_tail`)
+                ok = i >= 6 and _SURROGATE_ESCAPE.match(buf, i - 6) is not None and buf[i - 3] in b"89abAB"
+            if not ok:
+                raise _NotStreamable("a lone surrogate escape")
+        self._decided = max(self._decided, base + limit)
+        self._tail = buf[-_SURROGATE_CONTEXT:]
+        quotes = data.count(b'"')
+        if quotes:  # minus the escaped ones: preceded by an odd run of backslashes (maybe from the last read)
+            text = b"\\" + data if self._odd_backslashes else data
+            i = text.find(b'\\"')
+            while i != -1:
+                j = i
+                while j >= 0 and text[j] == 0x5C:
+                    j -= 1
+                quotes -= (i - j) % 2
+                i = text.find(b'\\"', i + 2)
+        self.quotes += quotes
+        if data:
+            run = len(data) - len(data.rstrip(b"\\"))
+            odd = run % 2 == 1
+            self._odd_backslashes = self._odd_backslashes ^ odd if run == len(data) else odd
+        return data
+
+
+def _stream_json(f, spool: _Spool, backend: Any) -> Any:
+    """Build the document from parser events, moving long strings to `spool` as they arrive.
+
+    Objects go through `_object_hook` like in `json.loads`, so repeated keys are detected the same way.
+    """
+    reader = _CheckedReader(f, unicode_space_ok=getattr(backend, "backend_name", "") != "python")
+    try:
+        root = _build(backend.basic_parse(reader, use_float=True, buf_size=_READ_CHUNK), spool)
+    except Exception:
+        if reader.problem:  # the parser failed because the reader cut the file short
+            raise _NotStreamable(reader.problem) from None
+        raise
+    while not reader.eof:  # the parser stopped before the end (it should not): the rest must be blank
+        if reader.read(_READ_CHUNK).strip(b" \t\n\r"):
+            raise _NotStreamable("data after the document")
+    if reader.problem:  # the document may have looked complete: the json module decides
+        raise _NotStreamable(reader.problem)
+    if reader.quotes % 2:
+        raise _NotStreamable("an unterminated string after the document")
+    if len(root) != 1:
+        raise _NotStreamable("not exactly one document")
+    return root[0]
+
+
+def _build(events: Iterator[tuple[str, Any]], spool: _Spool) -> list:
+    """ijson ``basic_parse`` events -> [document] (objects via `_object_hook`, long strings spooled)."""
+    stack: list[list] = []  # open containers: [items, is_object, pending key]
+    root: list = []
+    min_chars = SPOOL_MIN_CHARS
+    for event, value in events:
+        if event == "map_key":
+            stack[-1][2] = value
+            continue
+        if event == "start_map" or event == "start_array":
+            if len(stack) >= _MAX_STREAM_DEPTH:
+                raise _NotStreamable(f"nested deeper than {_MAX_STREAM_DEPTH} levels")
+            stack.append([[], event == "start_map", None])
+            continue
+        if event == "end_map":
+            value = _object_hook(stack.pop()[0])
+        elif event == "end_array":
+            value = stack.pop()[0]
+        elif event == "string" and len(value) >= min_chars:
+            value = spool.add(value)
+        if stack:
+            frame = stack[-1]
+            frame[0].append((frame[2], value) if frame[1] else value)
+        else:
+            root.append(value)
+    if stack:
+        raise _NotStreamable("the document ended inside a container")
+    return root
+
+
+def _load_json(p: Path, shown: str, spool: _Spool) -> Any:
+    """The parsed document, long strings in `spool`: streamed when possible, else through `json`."""
+    backend = _ijson_backend()
+    reason = "ijson is not installed"
+    if backend is not None:
+        try:
+            with open(p, "rb") as f:
+                return _stream_json(f, spool, backend)
+        except BenchmarkError:
+            raise
+        except OSError as e:
+            raise BenchmarkError(f"cannot read benchmark file {shown}: {e}.") from None
+        except Exception as e:  # a syntax error, not UTF-8, ...: json gives the exact message (or reads it)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            spool.reset()
+    doc = _parse_json(_read_text(p, shown), shown)
+    if backend is not None:
+        log.warning("%s: read into memory with the json module; the streaming parser could not take it (%s)",
+                    shown, reason)
+    return _spool_tree(doc, spool)
+
+
+def _load_jsonl(p: Path, shown: str, spool: _Spool) -> tuple[list, list[str]]:
+    """(pairs, labels) of a JSONL file, read one line at a time, long strings in `spool`.
+
+    Any problem sends the file through the in-memory path, which reports the exact error (the whole
+    file is validated as UTF-8 before any line is parsed, as before).
+    """
+    items: list = []
+    labels: list[str] = []
+    try:
+        with open(p, "rb") as f:
+            lineno = 0
+            for k, raw in enumerate(f):  # split at b"\n"; splitlines() then gives str.splitlines()'s lines
+                if k == 0 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
+                for line in raw.decode("utf-8").splitlines():
+                    lineno += 1
+                    if not line.strip():
+                        continue
+                    items.append(_spool_tree(json.loads(line, object_pairs_hook=_object_hook), spool))
+                    labels.append(f"the pair on line {lineno}")
+        if items:
+            return items, labels
+    except BenchmarkError:
+        raise
+    except OSError as e:
+        raise BenchmarkError(f"cannot read benchmark file {shown}: {e}.") from None
+    except Exception:  # noqa: BLE001 - the in-memory path below reports it exactly
+        pass
+    spool.reset()
+    items, labels = _parse_jsonl_text(_read_text(p, shown), shown)
+    return [_spool_tree(item, spool) for item in items], labels
+
+
 def _category_name(value: Any, what: str, shown: str) -> str:
+    value = _materialize(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
         raise BenchmarkError(f"benchmark file {shown}: {what} has no usable category name "
                              f"(got {value!r}; expected a non-empty string).")
@@ -406,6 +876,8 @@ def _group_flat(items: list, shown: str, labels: list[str]) -> dict[str, list]:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
+    if isinstance(value, _Spooled):
+        return "a string"
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
@@ -473,10 +945,12 @@ def _split_categories(doc: Any, shown: str) -> tuple[dict[str, list], dict]:
     return groups, info
 
 
-def _first(pair: dict, names: tuple[str, ...]) -> tuple[str | None, Any]:
+def _first(pair: dict, names: tuple[str, ...], spooled: bool = False) -> tuple[str | None, Any]:
+    """The first of `names` present and not null, and its value (read back from the spool unless
+    `spooled`: the image field keeps its reference)."""
     for n in names:
         if n in pair and pair[n] is not None:
-            return n, pair[n]
+            return n, (pair[n] if spooled else _materialize(pair[n]))
     return None, None
 
 
@@ -486,7 +960,10 @@ def _is_blob(key: str, value: Any) -> bool:
         return True
     if isinstance(value, str) and (len(value) > _BIG_STRING or _DATA_URL.match(value[:200] or "")):
         return True
-    if isinstance(value, list) and value and all(isinstance(v, str) and _is_blob("", v) for v in value):
+    if isinstance(value, _Spooled) and (value.length > _BIG_STRING or _DATA_URL.match(value.head)):
+        return True
+    if isinstance(value, list) and value and all(isinstance(v, (str, _Spooled)) and _is_blob("", v)
+                                                 for v in value):
         return True
     return False
 
@@ -532,13 +1009,14 @@ def _parse_pair(raw: Any, category: str, index: int, source: str, base_dir: Path
             spec.description = desc.strip() or None
 
     # image
-    f_b64, b64 = _first(raw, IMAGE_B64_FIELDS)
+    f_b64, b64 = _first(raw, IMAGE_B64_FIELDS, spooled=True)
     f_path, ipath = _first(raw, IMAGE_PATH_FIELDS)
     if f_b64 is not None:
         spec.image_field = f_b64
-        if not isinstance(b64, str) or not b64.strip():
+        is_text = isinstance(b64, (str, _Spooled))
+        if not is_text or _blank(b64):
             problems.append(f"field {f_b64!r}: must be a non-empty base64 string, got "
-                            f"{_kind(b64) if not isinstance(b64, str) else 'an empty string'}")
+                            f"{_kind(b64) if not is_text else 'an empty string'}")
         else:
             spec._image_b64 = b64
     elif f_path is not None:
@@ -558,7 +1036,7 @@ def _parse_pair(raw: Any, category: str, index: int, source: str, base_dir: Path
     # reference images
     if raw.get(REFERENCE_FIELD) is not None:
         refs = raw[REFERENCE_FIELD]
-        if not isinstance(refs, list) or not all(isinstance(r, str) and r.strip() for r in refs):
+        if not isinstance(refs, list) or not all(isinstance(r, (str, _Spooled)) and not _blank(r) for r in refs):
             problems.append(f"field {REFERENCE_FIELD!r}: must be a list of base64 strings")
         else:
             spec._reference_b64 = list(refs)
@@ -574,7 +1052,7 @@ def _parse_pair(raw: Any, category: str, index: int, source: str, base_dir: Path
         if _is_blob(key, value):
             spec.omitted_fields.append(key)
         else:
-            spec.metadata[key] = value
+            spec.metadata[key] = _materialize(value)
 
     if problems:
         spec.error = f"{spec.where()}: " + "; ".join(problems)
@@ -599,27 +1077,25 @@ def load_benchmark(path: str | Path, categories: list[str] | None = None,
         categories = [categories]
     shown = str(path)
     p = Path(path).expanduser()
-    text = _read_text(p, shown)
-    source = p.name
+    _check_file(p, shown)
+    spool = _Spool(SPOOL_DIR)
+    try:
+        return _load(p, shown, spool, categories, limit)
+    except BaseException:
+        spool.close()  # nothing refers to it any more: free the disk now
+        raise
 
+
+def _load(p: Path, shown: str, spool: _Spool, categories: list[str] | None, limit: int | None) -> Benchmark:
+    source = p.name
     if p.suffix.lower() in (".jsonl", ".ndjson"):
-        items, labels = [], []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append(json.loads(line, object_pairs_hook=_object_hook))
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"benchmark file {shown}: line {lineno} is not valid JSON: "
-                                     f"{e.msg} at column {e.colno}.") from None
-            labels.append(f"the pair on line {lineno}")
-        if not items:
-            raise BenchmarkError(f"benchmark file {shown} has no pairs (only blank lines).")
+        items, labels = _load_jsonl(p, shown, spool)
         groups = _group_flat(items, shown, labels)
+        del items
         info: dict = {}
     else:
-        doc = _parse_json(text, shown)
-        groups, info = _split_categories(doc, shown)
+        groups, info = _split_categories(_load_json(p, shown, spool), shown)
+        info = _materialize(info)
 
     base_dir = p.resolve().parent
     pairs: dict[str, list[PairSpec]] = {}
@@ -674,4 +1150,4 @@ def load_benchmark(path: str | Path, categories: list[str] | None = None,
     if n_bad:
         log.info("%s: %d pair(s) are invalid and will be reported as such", shown, n_bad)
     return Benchmark(path=str(p), categories=selected, pairs=chosen, all_categories=all_categories,
-                     info=info)
+                     info=info, _spool=spool)

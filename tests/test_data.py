@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import copy
+import hashlib
 import io
 import json
+import logging
 import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+import ijson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -572,3 +578,330 @@ def test_sample_png_encoder_roundtrip():
             im = draw()
             out = Image.open(io.BytesIO(m.encode_png(im)))
             assert out.size == im.size and out.tobytes() == im.tobytes()
+
+
+# ----------------------------------------------------------------------------- streaming and the spool file
+
+def _noise_png(size=(64, 64)) -> bytes:
+    im = Image.effect_noise(size, 60).convert("RGB")
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+BIG_RAW = _noise_png()
+BIG = b64(BIG_RAW)  # ~16 KB of base64: over SPOOL_MIN_CHARS
+assert len(BIG) > data.SPOOL_MIN_CHARS
+
+
+def _backends() -> list[str]:
+    names = []
+    for name in ("yajl2_c", "python"):
+        try:
+            ijson.get_backend(name)
+            names.append(name)
+        except ImportError:
+            pass
+    return names
+
+
+def test_c_backend_preferred():
+    """The wheels of the pinned ijson carry the C parser (yajl2_c): it must be the one used."""
+    if "yajl2_c" not in _backends():
+        pytest.skip("this ijson build has no C backend (the pure-Python one is used: slower, same results)")
+    assert data._ijson_backend().backend_name == "yajl2_c"
+
+
+def _open_fds() -> int | None:
+    fd_dir = Path("/proc/self/fd")
+    return len(os.listdir(fd_dir)) if fd_dir.is_dir() else None
+
+
+def test_long_strings_are_spooled(tmp_path):
+    note = "说明" * 2000  # long, but not a blob: kept in metadata, read back from the spool
+    raws = [pair("a", original_image_b64=BIG, notes=note, mask_b64=BIG, reference_images_b64=[BIG, PNG]),
+            pair("b")]
+    bm = load(tmp_path, {"version": "v" * 3000, "c": raws})
+    a, b = bm.iter_pairs()
+    assert isinstance(a._image_b64, data._Spooled) and isinstance(a._reference_b64[0], data._Spooled)
+    assert isinstance(b._image_b64, str)  # short values stay in memory
+    assert bm._spool.size >= 3 * len(BIG) + len(note.encode())
+    assert a.metadata == {"notes": note} and a.omitted_fields == ["mask_b64"]
+    assert bm.info == {"version": "v" * 3000}
+    assert a.image_sha256() == hashlib.sha256(BIG_RAW).hexdigest()
+    assert a.load_image().size == (64, 64)
+    assert [im.size for im in a.extra_images()] == [(64, 64), (16, 16)]
+    assert BIG not in repr(a) and BIG not in repr(bm)
+
+
+def test_small_benchmark_opens_no_spool_file(tmp_path):
+    before = _open_fds()
+    bm = load(tmp_path, {"c": [pair("a")]})
+    assert bm._spool._file is None
+    assert _open_fds() == before
+
+
+def test_close_releases_the_spool(tmp_path):
+    path = write(tmp_path, {"c": [pair("a", original_image_b64=BIG), pair("b")]})
+    before = _open_fds()
+    with load_benchmark(path) as bm:
+        a, b = bm.iter_pairs()
+        if before is not None:
+            assert _open_fds() == before + 1
+        assert a.image_sha256() == hashlib.sha256(BIG_RAW).hexdigest()
+    assert _open_fds() == before
+    with pytest.raises(RuntimeError, match="closed"):
+        a.load_image()
+    assert b.load_image().size == (16, 16)  # short values were never spooled
+    bm.close()  # idempotent
+
+
+def test_garbage_collection_releases_the_spool(tmp_path):
+    import gc
+
+    path = write(tmp_path, {"c": [pair("a", original_image_b64=BIG)]})
+    before = _open_fds()
+    if before is None:
+        pytest.skip("needs /proc/self/fd")
+    bm = load_benchmark(path)
+    (p,) = bm.iter_pairs()
+    del bm
+    gc.collect()
+    assert _open_fds() == before + 1  # the pair still needs it
+    assert p.load_image().size == (64, 64)
+    del p
+    gc.collect()
+    assert _open_fds() == before
+
+
+def test_failed_load_releases_the_spool(tmp_path):
+    path = write(tmp_path, {"c": [pair("a", original_image_b64=BIG), pair("a", original_image_b64=BIG)]})
+    before = _open_fds()
+    with pytest.raises(BenchmarkError, match="two pairs with id 'a'"):
+        load_benchmark(path)
+    assert _open_fds() == before
+
+
+def test_pickle_and_deepcopy_inline_the_image(tmp_path):
+    bm = load(tmp_path, {"c": [pair("a", original_image_b64=BIG, reference_images_b64=[BIG])]})
+    (p,) = bm.iter_pairs()
+    copies = [pickle.loads(pickle.dumps(p)), copy.deepcopy(p)]
+    bm.close()
+    for q in copies:
+        assert isinstance(q._image_b64, str)
+        assert q.image_sha256() == hashlib.sha256(BIG_RAW).hexdigest() and q.load_image().size == (64, 64)
+        assert len(q.extra_images()) == 1
+        assert (q.pair_id, q.metadata, q.instruction) == (p.pair_id, p.metadata, p.instruction)
+
+
+def test_spool_is_read_safely_from_threads(tmp_path):
+    raws = [pair(str(i), original_image_b64=b64(_noise_png((40 + i, 40)))) for i in range(12)]
+    bm = load(tmp_path, {"c": raws})
+    expected = [hashlib.sha256(base64.b64decode(r["original_image_b64"])).hexdigest() for r in raws]
+    pairs = list(bm.iter_pairs())
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda p: hashlib.sha256(p._raw_image()).hexdigest(), pairs * 4))
+    assert got == expected * 4
+
+
+def test_spool_write_error_is_clear(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "SPOOL_DIR", str(tmp_path / "no such folder"))
+    with pytest.raises(BenchmarkError, match="temporary spool file.*TMPDIR"):
+        load(tmp_path, {"c": [pair("a", original_image_b64=BIG)]})
+    assert load(tmp_path, {"c": [pair("a")]}).categories == ["c"]  # nothing long: no file needed
+
+
+def test_jsonl_crlf_bom_and_long_lines(tmp_path):
+    lines = [json.dumps(pair("a", category="物理", original_image_b64=BIG), ensure_ascii=False), "",
+             json.dumps(pair("b", category="物理"), ensure_ascii=False)]
+    raw = "\r\n".join(lines).encode("utf-8-sig")
+    bm = load(tmp_path, raw, name="bench.jsonl")
+    a, b = bm.iter_pairs()
+    assert isinstance(a._image_b64, data._Spooled) and a.load_image().size == (64, 64)
+    assert b.pair_id == "b"
+    with pytest.raises(BenchmarkError, match="line 4 is not valid JSON"):
+        load(tmp_path, raw + b"\r\n{oops", name="bench.jsonl")
+
+
+def _json_error(text: str) -> str:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        return f"{e.msg} at line {e.lineno}, column {e.colno}."
+    raise AssertionError("valid JSON")
+
+
+@pytest.mark.parametrize("tail", [' "abc', ' "abc\\"', ' 2', ' {', '\x0c', '\x0b ', ', ]', '\x00'])
+def test_trailing_garbage_after_long_pairs(tmp_path, tail):
+    """Errors after many long strings still name json's line and column (yajl accepts some of these)."""
+    text = json.dumps({"c": [pair(str(i), original_image_b64=BIG) for i in range(5)]}, indent=1) + tail
+    with pytest.raises(BenchmarkError) as e:
+        load(tmp_path, text)
+    assert str(e.value).endswith(f"is not valid JSON: {_json_error(text)}"), str(e.value)
+
+
+@pytest.mark.parametrize("value", ["NaN", "123456789012345678901234567890", "-Infinity", '"\\ud800 alone"',
+                                   "[" * 600 + "]" * 600, '{"a": 1e400}'])
+def test_valid_json_the_streaming_parser_refuses(tmp_path, caplog, value):
+    """json accepts these (yajl does not, or reads a lone surrogate as '?'): read them with json."""
+    text = '{"c": [%s, "extra": %s}], "version": 1}' % (json.dumps(pair("a", original_image_b64=BIG))[:-1], value)
+    with caplog.at_level(logging.WARNING, logger="src.data"):
+        bm = load(tmp_path, text)
+    assert "read into memory with the json module" in caplog.text
+    expected = json.loads(text)
+    assert bm.info == {"version": 1}
+    p = only_pair(bm)
+    assert repr(p.metadata["extra"]) == repr(expected["c"][0]["extra"])
+    assert p.image_sha256() == hashlib.sha256(BIG_RAW).hexdigest()
+
+
+def test_lone_surrogate_in_pair_is_kept(tmp_path):
+    text = json.dumps({"c": [pair("\ud800", instruction="杯子\udc00")]})  # ASCII: \\ud800 escapes
+    p = only_pair(load(tmp_path, text))
+    assert (p.pair_id, p.instruction) == ("\ud800", "杯子\udc00")
+
+
+def _stream(raw: bytes, backend: str) -> object:
+    spool = data._Spool()
+    try:
+        return data._materialize(data._stream_json(io.BytesIO(raw), spool, ijson.get_backend(backend)))
+    finally:
+        spool.close()
+
+
+def _canon(v):
+    """Type- and order-exact form of a parsed document (repeated keys included)."""
+    if isinstance(v, dict):
+        return ("dict", tuple((k, _canon(x)) for k, x in v.items()), tuple(getattr(v, "duplicates", ())))
+    if isinstance(v, list):
+        return ("list", tuple(_canon(x) for x in v))
+    return (type(v).__name__, repr(v))
+
+
+def _expected(raw: bytes):
+    return _canon(json.loads(raw.decode("utf-8-sig"), object_pairs_hook=data._object_hook))
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 11, 13, 64 * 1024])
+def test_escapes_across_reads(monkeypatch, backend, chunk):
+    monkeypatch.setattr(data, "_READ_CHUNK", chunk)
+    monkeypatch.setattr(data, "SPOOL_MIN_CHARS", 4)
+    raw = '\ufeff{"e": "\\ud83d\\ude00 \\u7269", "q": "a\\\\\\"b\\\\", "s": "\\\\", "k": "\\"\\""}'.encode()
+    assert _canon(_stream(raw, backend)) == _expected(raw)
+    # refused, so json reads them: lone surrogates, a document followed by an unterminated string, \f;
+    # also (needlessly, harmless) an escaped backslash followed by text that looks like a surrogate escape
+    for bad in (b'["\\ud800"]', b'["x\\ud83d"]', b'["\\ude00y"]', b'["\\ud83d\\ud83d\\ude00"]',
+                b'{"a": "\\\\\\""} "t', b'{} "\\\\', b'{"a": 1}\x0c', b'["\\\\ud800"]'):
+        with pytest.raises(Exception):
+            _stream(bad, backend)
+
+
+_json_scalars = (st.none() | st.booleans() | st.integers(-2**63 + 1, 2**63 - 1)
+                 | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
+                 | st.text(st.sampled_from('"\\/\u2028\x7f\U0001f600ab物'), max_size=20))
+_json_docs = st.recursive(_json_scalars, lambda c: st.lists(c, max_size=4)
+                          | st.lists(st.tuples(st.text(max_size=5), c), max_size=4), max_leaves=25)
+
+
+def _dump(v, ensure_ascii: bool, sep: str) -> str:
+    if isinstance(v, tuple):
+        return v  # pragma: no cover
+    if isinstance(v, list) and v and all(isinstance(x, tuple) for x in v):  # an object, keys may repeat
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=ensure_ascii)}{sep}:{sep}"
+                              f"{_dump(x, ensure_ascii, sep)}" for k, x in v) + "}"
+    if isinstance(v, list):
+        return "[" + f",{sep}".join(_dump(x, ensure_ascii, sep) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=ensure_ascii)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_docs, st.booleans(), st.sampled_from(["", " ", "\n", "\t", "\r\n"]),
+       st.sampled_from([1, 3, 8, 4096]), st.sampled_from(_backends()))
+def test_streaming_parse_equals_json(doc, ensure_ascii, sep, chunk, backend):
+    raw = _dump(doc, ensure_ascii, sep).encode()
+    old = data._READ_CHUNK, data.SPOOL_MIN_CHARS
+    data._READ_CHUNK, data.SPOOL_MIN_CHARS = chunk, 3
+    try:
+        got = _canon(_stream(raw, backend))
+    except data._NotStreamable:  # only the pure-Python parser refuses some valid text (json reads it)
+        assert backend == "python" and data._UNICODE_SPACE.search(raw)
+        return
+    finally:
+        data._READ_CHUNK, data.SPOOL_MIN_CHARS = old
+    assert got == _expected(raw)
+
+
+_noise = st.sampled_from([b"\x0b", b"\x0c", b"\x1f", b"\x00", b"\\ud800", b"\\udc00", b"\xef\xbb\xbf",
+                          b"\xc2\xa0", b"\xe3\x80\x80", b"NaN", b",", b"]", b"}", b'"', b"\\", b"\xff", b"\n",
+                          b"1e400", b"99999999999999999999", b"/", b" \"abc", b"-"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_docs, st.booleans(), st.lists(st.tuples(st.integers(0, 10**6), _noise, st.booleans()),
+                                            min_size=1, max_size=3),
+       st.sampled_from([2, 7, 4096]), st.sampled_from(_backends()))
+def test_streaming_parse_never_differs_from_json(doc, ensure_ascii, edits, chunk, backend):
+    """On damaged text: the streaming parser either refuses (json then decides) or agrees with json."""
+    raw = _dump(doc, ensure_ascii, " ").encode()
+    for pos, noise, replace in edits:
+        pos %= len(raw) + 1
+        raw = raw[:pos] + noise + raw[pos + replace:]
+    old = data._READ_CHUNK
+    data._READ_CHUNK = chunk
+    try:
+        got = _canon(_stream(raw, backend))
+    except Exception:
+        return
+    finally:
+        data._READ_CHUNK = old
+    assert got == _expected(raw)
+
+
+# Existing tests re-run with other loader settings: every string spooled, ijson's pure-Python parser,
+# no ijson at all (json in memory), reads of a few bytes.
+_VARIANTS = {
+    "spool_everything": {"SPOOL_MIN_CHARS": 0},
+    "spool_non_empty": {"SPOOL_MIN_CHARS": 1},
+    "python_backend": {"SPOOL_MIN_CHARS": 1, "_BACKEND": "python"},
+    "no_ijson": {"SPOOL_MIN_CHARS": 0, "_BACKEND": None},
+    "tiny_reads": {"SPOOL_MIN_CHARS": 0, "_READ_CHUNK": 3},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(_VARIANTS))
+def test_existing_behaviour_under_loader_variants(tmp_path, monkeypatch, variant):
+    for name, value in _VARIANTS[variant].items():
+        if name == "_BACKEND" and value is not None:
+            value = ijson.get_backend(value)
+        monkeypatch.setattr(data, name, value)
+    counter = iter(range(10**6))
+
+    def fresh() -> Path:
+        d = tmp_path / f"t{next(counter)}"
+        d.mkdir()
+        return d
+
+    for shape in SHAPES:
+        test_shapes(fresh(), shape)
+    for fn in (test_jsonl, test_jsonl_syntax_error_names_line, test_utf8_bom_ok, test_field_synonyms,
+               test_first_synonym_wins_other_kept_in_metadata, test_description_optional,
+               test_default_ids_from_position, test_data_url_prefix_and_whitespace, test_image_path,
+               test_metadata_kept_without_blobs, test_reference_images, test_category_selection_and_order,
+               test_unknown_category, test_limit, test_bad_id_type_falls_back_to_position,
+               test_hash_needs_no_decoding, test_directory_is_bad_file, test_duplicate_key_in_pair_is_pair_error,
+               test_awkward_ids, test_jsonl_crlf_bom_and_long_lines, test_lone_surrogate_in_pair_is_kept):
+        fn(fresh())
+    for bad, expected, at_parse in BAD_PAIRS:
+        test_bad_pair_is_isolated(fresh(), bad, expected, at_parse)
+    for value in [None, "a string", 3, []]:
+        test_non_object_pair(fresh(), value)
+    for name, doc, pattern in BAD_FILES:
+        test_bad_files(fresh(), name, doc, pattern)
+    for tail in [' "abc', ' 2', '\x0c']:
+        test_trailing_garbage_after_long_pairs(fresh(), tail)
+    blank = " " * 3000
+    p = only_pair(load(fresh(), {"c": [pair("x", original_image_b64=blank)]}))
+    assert "field 'original_image_b64': must be a non-empty base64 string, got an empty string" in p.error
+    p = only_pair(load(fresh(), {"c": [pair("x", reference_images_b64=[PNG, blank])]}))
+    assert "field 'reference_images_b64': must be a list of base64 strings" in p.error
