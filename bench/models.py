@@ -1,0 +1,43 @@
+"""Instant models for overhead benchmarks, registered by class_path like any model.
+
+    reward_model:
+      class_path: bench.models.ConstantRewardModel
+      init_args: {value: 5.0}
+
+`ConstantRewardModel` scores every request with the same number and touches no pixels, so a run with it
+(and the identity editor, `src.models.diffusion.implementations.identity.IdentityEditModel`) measures
+only what the pipeline itself does: decoding, PNG encoding, disk writes, records, reports.
+"""
+
+from __future__ import annotations
+
+from src.models.base import BaseRewardModel, ModelError, ScoreRequest, ScoreResult
+
+
+class ConstantRewardModel(BaseRewardModel):
+    """Returns `value` for every request. No weights, no device work."""
+
+    def __init__(self, model_name: str = "constant", device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = 1, cache_dir: str | None = None, value: float = 5.0) -> None:
+        super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,
+                         cache_dir=cache_dir)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 10.0:
+            raise ModelError(f"value must be a number in 0..10, got {value!r}")
+        self.value = float(value)
+
+    def _load(self) -> None:
+        pass
+
+    def _release(self) -> None:
+        pass
+
+    def _to(self, device: str) -> None:
+        pass  # nothing lives on a device
+
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        if not self.loaded:
+            raise ModelError("ConstantRewardModel.score() before load() (or after release())")
+        return [ScoreResult(status="scored", score=self.value, details={"constant": True}) for _ in requests]
+
+
+__all__ = ["ConstantRewardModel"]
