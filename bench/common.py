@@ -45,6 +45,21 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def git_state() -> dict[str, Any]:
+    """HEAD and uncommitted changes under src/ (other people edit src/ while benches run)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "main.py"], cwd=REPO,
+                               capture_output=True, text=True)
+        return {"git_head": head.stdout.strip() or None,
+                "src_uncommitted_changes": [line[3:] for line in dirty.stdout.splitlines()]}
+    except OSError:  # pragma: no cover
+        return {"git_head": None, "src_uncommitted_changes": []}
+
+
+GIT_AT_START = git_state()  # when the bench script started (the code its subprocesses ran, unless it changed)
+
+
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on (no GPU is assumed; torch's view is reported)."""
     info: dict[str, Any] = {
@@ -71,14 +86,8 @@ def machine_info() -> dict[str, Any]:
         info["loadavg_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover
         pass
-    try:  # other people edit src/ while benches run: say which code was measured
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "main.py"], cwd=REPO,
-                               capture_output=True, text=True)
-        info["git_head"] = head.stdout.strip() or None
-        info["src_uncommitted_changes"] = [line[3:] for line in dirty.stdout.splitlines()]
-    except OSError:  # pragma: no cover
-        pass
+    info["git_at_start"] = GIT_AT_START
+    info["git_at_end"] = git_state()  # differs from git_at_start if src/ changed during the bench
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         info["cuda_available"] = bool(torch.cuda.is_available())

@@ -8,7 +8,9 @@ The judge is `Qwen3VLRewardModel(model_name="tiny:qwen3-vl", device="cpu", dtype
 weights, the real architecture, processor and chat template), called directly with `ScoreRequest`s built
 like the pipeline builds them: the built-in category prompt rendered by src.prompts, an original and an
 edited 256x256 generated image (the tiny processor resizes them to <= 2304 pixels), batches of one
-category at a time (as score_pairs does).
+category at a time (as score_pairs does). Prompt kinds: `category` (judged: instructions of different
+lengths, so batches are left-padded), `equal` (the same prompts with one instruction for all: no padding;
+diagnostic), `short` (a one-line prompt, ~150 tokens; diagnostic).
 
 generate: `max_new_tokens=16`, `max_retries=0` (one generation per item: the random judge's replies never
 parse, and retries would multiply the work unevenly). Random weights can emit EOS early, which would make
@@ -41,16 +43,19 @@ SHORT_PROMPT = ("You judge image edits.", "Rate how well the edit follows the in
 
 
 def make_requests(n: int, image_size: int, group: int = 8, prompt_kind: str = "category"):
-    """`category`: the built-in category templates (what the pipeline sends); `short`: a one-line prompt
-    (diagnostic: how much batching gains when the prompt is short)."""
+    """`category`: the built-in category templates (what the pipeline sends; instructions of different
+    lengths, so batches need left padding); `equal`: the same templates with one instruction text for all
+    (no padding within a batch; diagnostic); `short`: a one-line prompt (diagnostic: how much batching
+    gains when the prompt is short)."""
     from src.models.base import JudgePrompt, ScoreRequest
     from src.prompts import render_prompt, template_for_category
 
     requests = []
     for i in range(n):
         cat = CATEGORIES[(i // group) % len(CATEGORIES)]  # batches of one category, like score_pairs
-        instruction = f"把画面中第 {i} 个物体移到左边，并保持其余内容不变"
-        description = f"一张测试图片，编号 {i}"
+        n = 7 if prompt_kind == "equal" else i
+        instruction = f"把画面中第 {n} 个物体移到左边，并保持其余内容不变"
+        description = f"一张测试图片，编号 {n}"
         if prompt_kind == "short":
             prompt = JudgePrompt(system=SHORT_PROMPT[0], user=SHORT_PROMPT[1] + f" Instruction: edit {i}.",
                                  template="short", template_hash="-")
@@ -123,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", default="1", help="torch threads, comma-separated (e.g. 1,2)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=256)
-    ap.add_argument("--prompts", default="category,short",
-                    help="category: the pipeline's built-in prompts (judged); short: a one-line prompt (diagnostic)")
+    ap.add_argument("--prompts", default="category,equal,short",
+                    help="category: the pipeline's built-in prompts (judged); equal: the same with equal lengths "
+                         "(no padding; diagnostic); short: a one-line prompt (diagnostic)")
     ap.add_argument("--quick", action="store_true", help="smoke mode: 8 items, batches 1 and 8, short prompt, 1 round")
     ap.add_argument("--results-dir")
     args = ap.parse_args(argv)

@@ -37,7 +37,6 @@ Formulas (the pipeline's `activate()` in src/pipeline.py decides what moves; cou
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

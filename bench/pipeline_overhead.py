@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (FAST_B64_MAIN, REPO, check_ok, make_benchmark, png_bytes, realistic_image, report_of,  # noqa: E402
+from bench.common import (FAST_B64_MAIN, check_ok, make_benchmark, png_bytes, realistic_image, report_of,  # noqa: E402
                           run_measured, save_result, table, verdict, wait_quiet, write_config)
 
 TARGET_RATIO = 1.25
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the pipeline with a fast base64 path monkeypatched into src.data (a what-if)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--results-dir", help="where <name>.json goes (default bench/results)")
+    ap.add_argument("--name", default="pipeline_overhead", help="results file stem (e.g. pipeline_overhead_level1)")
     ap.add_argument("--baseline-child", nargs=3, metavar=("DATA", "OUT", "LEVEL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.baseline_child:
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nAttribution (ms per pair, in-process micro-benchmarks):")
     print(table(["work", "ms/pair"], [[k, v] for k, v in attr.items()]))
 
-    path = save_result("pipeline_overhead", {
+    path = save_result(args.name, {
         "settings": {"pairs": args.pairs, "image_size": args.size, "levels": levels, "repeats": args.repeats,
                      "quick": args.quick, "editor": "IdentityEditModel batch_size 1",
                      "judge": "bench.models.ConstantRewardModel batch_size 4", "mode": "two_stage",
