@@ -73,21 +73,6 @@ QWEN2_5_VL_CHAT_TEMPLATE = (
 )
 
 
-def _token_ids(tok) -> dict[str, int]:
-    ids = {
-        "image_token_id": tok.convert_tokens_to_ids("<|image_pad|>"),
-        "video_token_id": tok.convert_tokens_to_ids("<|video_pad|>"),
-        "vision_start_token_id": tok.convert_tokens_to_ids("<|vision_start|>"),
-        "vision_end_token_id": tok.convert_tokens_to_ids("<|vision_end|>"),
-        "pad_token_id": tok.convert_tokens_to_ids("<|endoftext|>"),
-        "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
-    }
-    missing = [k for k, v in ids.items() if v is None or v == tok.unk_token_id]
-    if missing:  # pragma: no cover - the tokenizer module guarantees these
-        raise RuntimeError(f"tiny Qwen tokenizer lacks special tokens for {missing}")
-    return ids
-
-
 def _config(vocab_size: int, ids: dict[str, int]):
     from transformers import Qwen2_5_VLConfig
 
@@ -187,12 +172,12 @@ def build(out_dir: Path) -> None:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from src.models.tiny.tokenizer import build_qwen_tokenizer
+    from src.models.tiny.tokenizer import build_qwen_tokenizer, special_token_ids
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_qwen_tokenizer()
-    ids = _token_ids(tok)
+    ids = special_token_ids(tok)
     config = _config(len(tok), ids)
 
     torch.manual_seed(SEED)

@@ -32,21 +32,6 @@ MAX_PIXELS = 48 * 48  # -> at most 3x3 merged tokens
 SEED = 0
 
 
-def _token_ids(tok) -> dict[str, int]:
-    ids = {
-        "image_token_id": tok.convert_tokens_to_ids("<|image_pad|>"),
-        "video_token_id": tok.convert_tokens_to_ids("<|video_pad|>"),
-        "vision_start_token_id": tok.convert_tokens_to_ids("<|vision_start|>"),
-        "vision_end_token_id": tok.convert_tokens_to_ids("<|vision_end|>"),
-        "pad_token_id": tok.convert_tokens_to_ids("<|endoftext|>"),
-        "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
-    }
-    unk = [k for k, v in ids.items() if v is None or v == tok.unk_token_id]
-    if unk:  # pragma: no cover - the tokenizer module guarantees these
-        raise RuntimeError(f"tiny Qwen tokenizer lacks special tokens for {unk}")
-    return ids
-
-
 def _vision_config() -> dict:
     return dict(
         depth=2,
@@ -134,12 +119,12 @@ def _build(out_dir: Path, moe: bool) -> None:
         Qwen3VLMoeForConditionalGeneration,
     )
 
-    from src.models.tiny.tokenizer import build_qwen_tokenizer
+    from src.models.tiny.tokenizer import build_qwen_tokenizer, special_token_ids
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_qwen_tokenizer()
-    ids = _token_ids(tok)
+    ids = special_token_ids(tok)
     text = _text_config(len(tok), ids)
     if moe:
         text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,

@@ -85,3 +85,19 @@ def build_qwen_tokenizer(model_max_length: int = 32768):
     tok.chat_template = QWEN_VL_CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok
+
+
+def special_token_ids(tok) -> dict[str, int]:
+    """The ids a Qwen-VL config needs, read from a tokenizer built by `build_qwen_tokenizer`."""
+    ids = {
+        "image_token_id": tok.convert_tokens_to_ids("<|image_pad|>"),
+        "video_token_id": tok.convert_tokens_to_ids("<|video_pad|>"),
+        "vision_start_token_id": tok.convert_tokens_to_ids("<|vision_start|>"),
+        "vision_end_token_id": tok.convert_tokens_to_ids("<|vision_end|>"),
+        "pad_token_id": tok.convert_tokens_to_ids("<|endoftext|>"),
+        "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
+    }
+    missing = [k for k, v in ids.items() if v is None or v == tok.unk_token_id]
+    if missing:  # pragma: no cover - build_qwen_tokenizer adds all of them
+        raise RuntimeError(f"tiny Qwen tokenizer lacks special tokens for {missing}")
+    return ids
