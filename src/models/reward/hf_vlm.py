@@ -393,8 +393,7 @@ class HFVLMRewardModel(BaseRewardModel):
     def _release(self) -> None:
         self.model = None
         self.processor = None
-        self._generation_config = None
-        free_memory(self.device)
+        self._generation_config = None  # release() collects garbage and empties the CUDA cache next
 
     def _to(self, device: str) -> None:  # pragma: no cover - GPU-only path
         self.model.to(device)
