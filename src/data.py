@@ -90,8 +90,19 @@ INSTRUCTION_FIELDS = ("edit_instruction", "instruction")
 DESCRIPTION_FIELDS = ("original_description", "description")
 ID_FIELDS = ("pair_id", "id")
 REFERENCE_FIELD = "reference_images_b64"
+NAMED_IMAGES_FIELD = "named_images_b64"
 _KNOWN_FIELDS = set(IMAGE_B64_FIELDS + IMAGE_PATH_FIELDS + INSTRUCTION_FIELDS + DESCRIPTION_FIELDS
-                    + ID_FIELDS + (REFERENCE_FIELD,))
+                    + ID_FIELDS + (REFERENCE_FIELD, NAMED_IMAGES_FIELD))
+
+# Named extra images (`PairSpec.image_roles`). A role is a short snake_case name. Roles starting with
+# EDITOR_ROLE_PREFIX ("original_2", "original_3", ...) are further *inputs* of the edit: the editor gets them
+# (`PairSpec.extra_images`) and so does the judge. Every other role ("reference": a ground-truth or
+# reference-answer image) is for the judge only (`PairSpec.named_images`): the editor never sees it.
+EDITOR_ROLE_PREFIX = "original_"
+REFERENCE_ROLE = "reference"
+ROLE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# metadata["source_format"]: where a pair came from ("native" = this project's own JSON/JSONL format).
+SOURCE_FORMATS = ("native", "gedit", "kris", "rise", "imgedit")
 _BIG_STRING = 64 * 1024
 
 # Strings of at least this many characters are kept in the spool file, not in memory (see module doc).
@@ -426,8 +437,13 @@ def _spool_tree(value: Any, spool: _Spool) -> Any:
 class PairSpec:
     """One (original image, instruction) pair. Holds references only; images are decoded on demand.
 
-    A long base64 value is not held in memory: ``_image_b64`` / ``_reference_b64`` entries are then
+    A long base64 value is not held in memory: ``_image_b64`` and base64 extra images are then
     references into the benchmark's spool file (see the module docstring), read back on use.
+
+    Extra images are *named* (``image_roles``): ``original_2``, ``original_3`` ... are further inputs of the
+    edit (the editor gets them from `extra_images`, the judge from `named_images`); any other role, such as
+    ``reference`` (a benchmark's ground-truth / reference-answer image), reaches the judge only.
+    ``metadata`` holds every other field of the pair under its original name, plus ``source_format``.
     """
 
     category: str
@@ -443,7 +459,8 @@ class PairSpec:
     image_path: str | None = None  # resolved path when the image is a file
     omitted_fields: list[str] = field(default_factory=list)  # blob fields left out of metadata
     _image_b64: str | _Spooled | None = field(default=None, repr=False, compare=False)
-    _reference_b64: list[str | _Spooled] = field(default_factory=list, repr=False, compare=False)
+    # (role, field shown in messages, base64 text | _Spooled | Path of an image file), in role order
+    _extras: list[tuple[str, str, Any]] = field(default_factory=list, repr=False, compare=False)
     _sha256: str | None = field(default=None, repr=False, compare=False)
 
     def where(self, field_name: str | None = None) -> str:
@@ -482,19 +499,61 @@ class PairSpec:
             self._sha256 = hashlib.sha256(self._raw_image()).hexdigest()
         return self._sha256
 
-    def extra_images(self) -> list[Image.Image]:
-        """The optional ``reference_images_b64`` images (RGB), ``[]`` when absent. Raises `InvalidPair`."""
+    # ------------------------------------------------------------------ named extra images
+
+    @property
+    def image_roles(self) -> list[str]:
+        """Roles of the extra images, in order (``[]`` when the pair has only its original)."""
+        return [role for role, _, _ in self._extras]
+
+    @property
+    def editor_roles(self) -> list[str]:
+        """The roles that are inputs of the edit (``original_2`` ...): the editor gets these."""
+        return [role for role in self.image_roles if role.startswith(EDITOR_ROLE_PREFIX)]
+
+    def add_extra_image(self, role: str, source: Any, field_name: str) -> None:
+        """Attach an extra image: `source` is base64 text (or a spooled one) or a `Path` to a file."""
+        if not ROLE_PATTERN.match(role):
+            raise ValueError(f"image role {role!r}: expected a short snake_case name such as 'reference'")
+        if role in self.image_roles:
+            raise ValueError(f"image role {role!r} is given twice")
+        self._extras.append((role, field_name, source))
+
+    def load_named_image(self, role: str) -> Image.Image:
+        """Decode the extra image of `role` (RGB, EXIF orientation applied). Raises `InvalidPair`."""
         if self.error:
             raise InvalidPair(self.error)
-        images = []
-        for i, value in enumerate(self._reference_b64):
-            where = self.where(f"{REFERENCE_FIELD}[{i}]")
-            try:
-                raw = _decode_b64(_text(value))
-            except ValueError as e:
-                raise InvalidPair(f"{where}: not valid base64 ({e})") from None
-            images.append(_open_image(raw, where))
-        return images
+        for name, field_name, source in self._extras:
+            if name == role:
+                where = self.where(field_name)
+                if isinstance(source, Path):
+                    try:
+                        raw = source.read_bytes()
+                    except FileNotFoundError:
+                        raise InvalidPair(f"{where}: image file not found: {source}") from None
+                    except OSError as e:
+                        raise InvalidPair(f"{where}: cannot read image file {source} ({e})") from None
+                else:
+                    try:
+                        raw = _decode_b64(_text(source))
+                    except ValueError as e:
+                        raise InvalidPair(f"{where}: not valid base64 ({e})") from None
+                return _open_image(raw, where)
+        raise KeyError(f"{self.where()}: no extra image with role {role!r} (it has: "
+                       f"{', '.join(map(repr, self.image_roles)) or 'none'})")
+
+    def named_images(self) -> dict[str, Image.Image]:
+        """Every extra image by role, for the judge (``{}`` when absent). Raises `InvalidPair`."""
+        return {role: self.load_named_image(role) for role in self.image_roles}
+
+    def extra_images(self) -> list[Image.Image]:
+        """The extra *input* images for the editor (roles ``original_2`` ..., in order); ``[]`` when absent.
+
+        Judge-only roles such as ``reference`` are not included. Raises `InvalidPair`.
+        """
+        if self.error:
+            raise InvalidPair(self.error)
+        return [self.load_named_image(role) for role in self.editor_roles]
 
 
 @dataclass
@@ -980,6 +1039,7 @@ def _parse_pair(raw: Any, category: str, index: int, source: str, base_dir: Path
     if not isinstance(raw, dict):
         spec.file_stem = safe_name(spec.pair_id)
         spec.error = f"{spec.where()} (position {index}): the pair is {_kind(raw)}, not an object"
+        spec.metadata["source_format"] = "native"
         return spec
     problems: list[str] = []
 
@@ -1038,19 +1098,36 @@ def _parse_pair(raw: Any, category: str, index: int, source: str, base_dir: Path
         problems.append("no image field (expected 'original_image_b64', 'image_b64' or "
                         "'original_image_path')")
 
-    # reference images
+    # extra input images (a list: original_2, original_3 ...) and named extra images ({role: base64})
     if raw.get(REFERENCE_FIELD) is not None:
         refs = raw[REFERENCE_FIELD]
         if not isinstance(refs, list) or not all(isinstance(r, (str, _Spooled)) and not _blank(r) for r in refs):
             problems.append(f"field {REFERENCE_FIELD!r}: must be a list of base64 strings")
         else:
-            spec._reference_b64 = list(refs)
+            for i, ref in enumerate(refs):
+                spec.add_extra_image(f"{EDITOR_ROLE_PREFIX}{i + 2}", ref, f"{REFERENCE_FIELD}[{i}]")
+    if raw.get(NAMED_IMAGES_FIELD) is not None:
+        named = raw[NAMED_IMAGES_FIELD]
+        if not isinstance(named, dict):
+            problems.append(f"field {NAMED_IMAGES_FIELD!r}: must be an object {{role: base64 string}}, got "
+                            f"{_kind(named)}")
+        else:
+            for role, value in named.items():
+                label = f"{NAMED_IMAGES_FIELD}[{role!r}]"
+                if not isinstance(value, (str, _Spooled)) or _blank(value):
+                    problems.append(f"field {label}: must be a non-empty base64 string, got "
+                                    f"{_kind(value) if not isinstance(value, str) else 'an empty string'}")
+                    continue
+                try:
+                    spec.add_extra_image(str(role), value, label)
+                except ValueError as e:
+                    problems.append(f"field {label}: {e}")
 
     if isinstance(raw, _DupDict):
         problems.append(f"repeated key(s) {', '.join(map(repr, raw.duplicates))} (JSON keeps only the last)")
 
     # everything else -> metadata (unused synonyms included), blobs left out
-    used = {id_field, f_ins, f_desc, spec.image_field, REFERENCE_FIELD}
+    used = {id_field, f_ins, f_desc, spec.image_field, REFERENCE_FIELD, NAMED_IMAGES_FIELD}
     for key, value in raw.items():
         if key in used:
             continue
@@ -1059,6 +1136,7 @@ def _parse_pair(raw: Any, category: str, index: int, source: str, base_dir: Path
         else:
             spec.metadata[key] = _materialize(value)
 
+    spec.metadata.setdefault("source_format", "native")  # a converted file keeps the format it came from
     if problems:
         spec.error = f"{spec.where()}: " + "; ".join(problems)
     return spec

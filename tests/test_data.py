@@ -128,7 +128,7 @@ def test_first_synonym_wins_other_kept_in_metadata(tmp_path):
     raw = pair(instruction="A", extra_note=1)
     raw["instruction"] = "B"
     p = only_pair(load(tmp_path, {"c": [raw]}))
-    assert p.instruction == "A" and p.metadata == {"instruction": "B", "extra_note": 1}
+    assert p.instruction == "A" and p.metadata == {"instruction": "B", "extra_note": 1, "source_format": "native"}
 
 
 def test_description_optional(tmp_path):
@@ -185,7 +185,8 @@ def test_metadata_kept_without_blobs(tmp_path):
     raws = [pair("a", difficulty=3, tags=["水", "重力"], nested={"k": [1, 2]},
                  mask_b64=PNG, thumbnail="data:image/png;base64," + PNG)]
     p = only_pair(load(tmp_path, {"c": raws}))
-    assert p.metadata == {"difficulty": 3, "tags": ["水", "重力"], "nested": {"k": [1, 2]}}
+    assert p.metadata == {"difficulty": 3, "tags": ["水", "重力"], "nested": {"k": [1, 2]},
+                          "source_format": "native"}
     assert sorted(p.omitted_fields) == ["mask_b64", "thumbnail"]
     json.dumps(p.metadata)
     assert PNG not in repr(p)
@@ -200,6 +201,27 @@ def test_reference_images(tmp_path):
     assert b.extra_images() == []
     with pytest.raises(InvalidPair, match=r"field 'reference_images_b64\[1\]': not valid base64"):
         c.extra_images()
+
+
+def test_named_images_roles_editor_and_judge(tmp_path):
+    """reference_images_b64 -> original_2...; named_images_b64 adds roles; 'reference' is judge-only."""
+    gt = b64(img_bytes(size=(6, 10)))
+    raws = [pair("a", reference_images_b64=[PNG], named_images_b64={"reference": gt}),
+            pair("b", named_images_b64={"Bad Role": PNG}),
+            pair("c", reference_images_b64=[PNG], named_images_b64={"original_2": PNG}),
+            pair("d", named_images_b64=[PNG])]
+    a, b, c, d = load(tmp_path, {"c": raws}).iter_pairs()
+    assert a.image_roles == ["original_2", "reference"] and a.editor_roles == ["original_2"]
+    assert [im.size for im in a.extra_images()] == [(16, 16)]  # the editor never gets the reference
+    assert {k: im.size for k, im in a.named_images().items()} == {"original_2": (16, 16), "reference": (6, 10)}
+    assert a.metadata == {"source_format": "native"}
+    assert "snake_case" in b.error and "named_images_b64['Bad Role']" in b.error
+    assert "given twice" in c.error
+    assert "must be an object {role: base64 string}, got a list" in d.error
+    with pytest.raises(KeyError, match="no extra image with role 'gt'"):
+        a.load_named_image("gt")
+    q = pickle.loads(pickle.dumps(a))
+    assert q.named_images()["reference"].size == (6, 10)
 
 
 # ----------------------------------------------------------------------------- selection / limit
@@ -623,10 +645,10 @@ def test_long_strings_are_spooled(tmp_path):
             pair("b")]
     bm = load(tmp_path, {"version": "v" * 3000, "c": raws})
     a, b = bm.iter_pairs()
-    assert isinstance(a._image_b64, data._Spooled) and isinstance(a._reference_b64[0], data._Spooled)
+    assert isinstance(a._image_b64, data._Spooled) and isinstance(a._extras[0][2], data._Spooled)
     assert isinstance(b._image_b64, str)  # short values stay in memory
     assert bm._spool.size >= 3 * len(BIG) + len(note.encode())
-    assert a.metadata == {"notes": note} and a.omitted_fields == ["mask_b64"]
+    assert a.metadata == {"notes": note, "source_format": "native"} and a.omitted_fields == ["mask_b64"]
     assert bm.info == {"version": "v" * 3000}
     assert a.image_sha256() == hashlib.sha256(BIG_RAW).hexdigest()
     assert a.load_image().size == (64, 64)
