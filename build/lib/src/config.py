@@ -1,0 +1,413 @@
+"""Config: what the user writes (specs), checked before anything heavy loads.
+
+Every swappable component is `class_path` + `init_args` (jsonargparse / LightningCLI convention;
+`params` is accepted as a synonym). `init_args` are bound to the constructor's signature, so an
+unknown argument or a wrong type is an error that teaches ("did you mean ..."). The resolved config —
+paths made absolute, every constructor default filled in — is what a run saves as
+`config.resolved.yaml`; loading that file again reproduces the run.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import hashlib
+import importlib
+import inspect
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# component key -> (base class path, folder scanned for "did you mean")
+COMPONENTS = {
+    "diffusion_model": ("src.models.base.BaseEditModel", "src/models/diffusion/implementations"),
+    "reward_model": ("src.models.base.BaseRewardModel", "src/models/reward/implementations"),
+}
+
+# init_args that change how fast a model runs, not what it produces: left out of fingerprints, so a
+# run can be resumed with another batch size, device or cache folder.
+NON_SEMANTIC_ARGS = frozenset({"batch_size", "device", "cache_dir", "max_concurrency", "timeout_s",
+                               "transport_retries", "backoff_s", "max_backoff_s", "api_key_env"})
+
+DEFAULTS: dict[str, Any] = {
+    "benchmark": {"data_path": None, "categories": None, "limit": None},
+    "prompts": {"default": "auto", "categories": {}},
+    "pipeline": {"mode": "two_stage", "output_dir": "outputs", "png_compress_level": 4, "torch_threads": None,
+                 "residency": "auto", "max_batch_size": 64, "batch_grow_after": None},
+    "seed": 0,
+}
+SECTION_KEYS = {
+    "benchmark": {"data_path", "categories", "limit"},
+    "prompts": {"default", "categories"},
+    "pipeline": {"mode", "output_dir", "png_compress_level", "torch_threads", "residency", "max_batch_size",
+                 "batch_grow_after"},
+}
+TOP_KEYS = set(DEFAULTS) | set(COMPONENTS)
+PIPELINE_MODES = ("two_stage", "interleaved")
+RESIDENCY_POLICIES = ("auto", "release", "offload", "resident")
+
+
+class ConfigError(Exception):
+    """A config problem; the message says which file and key, and what would be valid."""
+
+
+def did_you_mean(word: str, options: list[str] | set[str]) -> str:
+    close = difflib.get_close_matches(str(word), sorted(options), n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+# ----------------------------------------------------------------------------- components
+
+
+def known_classes(folder: str) -> list[str]:
+    """Class paths defined in a folder of implementations, found by parsing (no heavy imports)."""
+    out = []
+    for py in sorted((REPO_ROOT / folder).glob("*.py")):
+        if py.name.startswith("_"):
+            continue
+        module = ".".join(Path(folder).parts) + "." + py.stem
+        try:
+            tree = ast.parse(py.read_text(encoding="utf-8"))
+        except SyntaxError:
+            continue
+        out += [f"{module}.{n.name}" for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")]
+    return out
+
+
+def import_class(class_path: str, where: str, known: list[str]) -> type:
+    hint = did_you_mean(class_path, known) or (
+        "; known classes: " + ", ".join(known) if known else "")
+    if not isinstance(class_path, str) or "." not in class_path:
+        raise ConfigError(f"{where}.class_path must be a dotted path like 'package.module.Class', got {class_path!r}{hint}")
+    module_name, _, cls_name = class_path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise ConfigError(f"unknown class_path {class_path!r} at {where}: no module {e.name!r}{hint}") from None
+        raise ConfigError(f"{where}.class_path {class_path!r}: importing {module_name} needs the package "
+                          f"{e.name!r}, which is not installed") from None
+    cls = getattr(module, cls_name, None)
+    if not isinstance(cls, type):
+        here = [f"{module_name}.{n}" for n, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name]
+        raise ConfigError(f"unknown class_path {class_path!r} at {where}: {module_name} has no class {cls_name!r}"
+                          f"{did_you_mean(class_path, sorted(set(here + known)))}")
+    return cls
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """A shallow check of YAML values against a constructor annotation (str, int, float, bool,
+    None, unions, list/dict/Literal). Unknown annotations pass."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or annotation in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+@dataclass
+class ComponentSpec:
+    """A swappable component: what to build and with which constructor arguments."""
+
+    key: str  # "diffusion_model" | "reward_model"
+    class_path: str
+    init_args: dict[str, Any]  # fully resolved: every constructor default filled in
+
+    def build(self):
+        cls = import_class(self.class_path, self.key, [])
+        args = dict(self.init_args)
+        if args.get("batch_size") == "auto":
+            args["batch_size"] = 1  # the pipeline's batcher grows it
+        return cls(**args)
+
+    def semantic_args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.init_args.items() if k not in NON_SEMANTIC_ARGS}
+
+    def fingerprint(self) -> str:
+        return sha256_json({"class_path": self.class_path, "init_args": self.semantic_args()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class_path": self.class_path, "init_args": dict(self.init_args)}
+
+
+def resolve_component(key: str, raw: Any, source: str) -> ComponentSpec:
+    base_path, folder = COMPONENTS[key]
+    where = f"{source}: {key}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping with class_path and init_args, got {type(raw).__name__}")
+    raw = dict(raw)
+    if "params" in raw and "init_args" in raw:
+        raise ConfigError(f"{where} has both init_args and params (a synonym); keep one")
+    init_args = raw.pop("init_args", None)
+    if init_args is None:
+        init_args = raw.pop("params", None)
+    init_args = {} if init_args is None else init_args
+    class_path = raw.pop("class_path", None)
+    if raw:
+        extra = sorted(raw)
+        raise ConfigError(f"{where}: unknown key(s) {extra}; a component has class_path and init_args (or params)"
+                          f"{did_you_mean(extra[0], ['class_path', 'init_args', 'params'])}")
+    if class_path is None:
+        raise ConfigError(f"{where}: class_path is missing; known classes: {', '.join(known_classes(folder))}")
+    if not isinstance(init_args, dict):
+        raise ConfigError(f"{where}.init_args must be a mapping, got {type(init_args).__name__}")
+    cls = import_class(class_path, where, known_classes(folder))
+    base_mod, _, base_name = base_path.rpartition(".")
+    base = getattr(importlib.import_module(base_mod), base_name)
+    if not issubclass(cls, base):
+        raise ConfigError(f"{where}.class_path {class_path!r} is not a {base_name} subclass")
+    sig = inspect.signature(cls.__init__)
+    params = {n: p for n, p in sig.parameters.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    hints = typing.get_type_hints(cls.__init__) if params else {}
+    for name, value in init_args.items():
+        if name not in params:
+            raise ConfigError(f"{where}.init_args: {class_path.rpartition('.')[2]} has no argument {name!r}"
+                              f"{did_you_mean(name, params)} (accepted: {', '.join(params)})")
+        ann = hints.get(name, params[name].annotation)
+        if name == "batch_size" and value == "auto":
+            continue  # the pipeline's AdaptiveBatcher finds the size (starts at 1, doubles while it fits)
+        if not _type_ok(value, ann):
+            raise ConfigError(f"{where}.init_args.{name} must be {_type_name(ann)}, got {value!r}")
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in init_args]
+    if missing:
+        raise ConfigError(f"{where}.init_args: missing required argument(s) {missing}")
+    resolved = {n: copy.deepcopy(init_args[n]) if n in init_args else copy.deepcopy(p.default) for n, p in params.items()}
+    spec = ComponentSpec(key=key, class_path=class_path, init_args=resolved)
+    from src.models.base import ModelError
+
+    try:  # constructors only validate and store their arguments: cheap, and it catches bad values now
+        spec.build()
+    except ModelError as e:
+        raise ConfigError(f"{where}.init_args: {e}") from None
+    return spec
+
+
+# ----------------------------------------------------------------------------- whole config
+
+
+@dataclass
+class RunConfig:
+    source: str
+    data_path: str
+    categories: list[str] | None
+    limit: int | None
+    editor: ComponentSpec
+    judge: ComponentSpec
+    prompt_default: str
+    prompt_categories: dict[str, str]
+    mode: str
+    output_dir: str
+    png_compress_level: int
+    seed: int
+    torch_threads: int | None = None
+    residency: str = "auto"
+    max_batch_size: int = 64
+    batch_grow_after: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config: loading it again gives the same RunConfig."""
+        return {
+            "benchmark": {"data_path": self.data_path, "categories": self.categories, "limit": self.limit},
+            "diffusion_model": self.editor.to_dict(),
+            "reward_model": self.judge.to_dict(),
+            "prompts": {"default": self.prompt_default, "categories": dict(self.prompt_categories)},
+            "pipeline": {"mode": self.mode, "output_dir": self.output_dir,
+                         "png_compress_level": self.png_compress_level, "torch_threads": self.torch_threads,
+                         "residency": self.residency, "max_batch_size": self.max_batch_size,
+                         "batch_grow_after": self.batch_grow_after},
+            "seed": self.seed,
+        }
+
+    def fingerprint(self) -> str:
+        return sha256_json(self.to_dict())
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. diffusion_model.init_args.num_inference_steps=4), got {text!r}")
+    key, _, value = text.partition("=")
+    keys = [k for k in key.strip().split(".")]
+    if not all(keys):
+        raise ConfigError(f"--set {text!r}: empty key part")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return keys, parsed
+
+
+def apply_override(raw: dict, keys: list[str], value: Any, text: str) -> None:
+    if keys[0] in COMPONENTS and len(keys) >= 2 and keys[1] == "params":
+        keys = [keys[0], "init_args", *keys[2:]]
+    node = raw
+    for k in keys[:-1]:
+        if node.get(k) is None:
+            node[k] = {}
+        if not isinstance(node[k], dict):
+            raise ConfigError(f"--set {text!r}: {k!r} is not a mapping")
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def _normalise_component(raw: dict, key: str) -> None:
+    comp = raw.get(key)
+    if isinstance(comp, dict) and "params" in comp and "init_args" not in comp:
+        comp["init_args"] = comp.pop("params")
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {source} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {source} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {source} is not valid YAML: {e}") from None
+    if raw is None:
+        raise ConfigError(f"config file {source} is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {source} must be a mapping at the top level, got {type(raw).__name__}")
+    for key in COMPONENTS:
+        _normalise_component(raw, key)
+    for text_ov in overrides:
+        keys, value = parse_override(text_ov)
+        apply_override(raw, keys, value, text_ov)
+    return resolve_config(raw, source, base_dir=path.resolve().parent)
+
+
+def _section(raw: dict, name: str, source: str) -> dict:
+    value = raw.get(name)
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {name} must be a mapping, got {type(value).__name__}")
+    unknown = set(value) - SECTION_KEYS[name]
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise ConfigError(f"{source}: unknown key {name}.{bad}{did_you_mean(bad, SECTION_KEYS[name])} "
+                          f"(accepted: {', '.join(sorted(SECTION_KEYS[name]))})")
+    return {**DEFAULTS[name], **value}
+
+
+def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise ConfigError(f"{source}: unknown top-level key {bad!r}{did_you_mean(bad, TOP_KEYS)} "
+                          f"(accepted: {', '.join(sorted(TOP_KEYS))})")
+    bench = _section(raw, "benchmark", source)
+    prompts = _section(raw, "prompts", source)
+    pipe = _section(raw, "pipeline", source)
+    for key in COMPONENTS:
+        if key not in raw:
+            raise ConfigError(f"{source}: {key} is missing (a mapping with class_path and init_args)")
+
+    data_path = bench["data_path"]
+    if not isinstance(data_path, str) or not data_path:
+        raise ConfigError(f"{source}: benchmark.data_path must be a path to the benchmark file")
+    data_path = str((base_dir / Path(data_path).expanduser()).resolve())  # relative to the config's folder
+    categories = bench["categories"]
+    if isinstance(categories, str):
+        categories = [c.strip() for c in categories.split(",") if c.strip()]
+    if categories is not None and (not isinstance(categories, list) or not all(isinstance(c, str) for c in categories)):
+        raise ConfigError(f"{source}: benchmark.categories must be a list of category names, got {categories!r}")
+    if categories is not None and len(set(categories)) != len(categories):
+        raise ConfigError(f"{source}: benchmark.categories names a category twice: {categories}")
+    limit = bench["limit"]
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ConfigError(f"{source}: benchmark.limit must be a positive integer or null, got {limit!r}")
+
+    if pipe["mode"] not in PIPELINE_MODES:
+        raise ConfigError(f"{source}: pipeline.mode must be one of {', '.join(PIPELINE_MODES)}, got {pipe['mode']!r}"
+                          f"{did_you_mean(pipe['mode'], PIPELINE_MODES)}")
+    level = pipe["png_compress_level"]
+    if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 9:
+        raise ConfigError(f"{source}: pipeline.png_compress_level must be an integer 0-9, got {level!r}")
+    threads = pipe["torch_threads"]
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"{source}: pipeline.torch_threads must be a positive integer or null, got {threads!r}")
+    if pipe["residency"] not in RESIDENCY_POLICIES:
+        raise ConfigError(f"{source}: pipeline.residency must be one of {', '.join(RESIDENCY_POLICIES)}, got "
+                          f"{pipe['residency']!r}{did_you_mean(pipe['residency'], RESIDENCY_POLICIES)}")
+    for key, minimum, nullable in (("max_batch_size", 1, False), ("batch_grow_after", 1, True)):
+        value = pipe[key]
+        if not (nullable and value is None) and (not isinstance(value, int) or isinstance(value, bool)
+                                                 or value < minimum):
+            raise ConfigError(f"{source}: pipeline.{key} must be a positive integer{' or null' if nullable else ''}, "
+                              f"got {value!r}")
+    seed = raw.get("seed", DEFAULTS["seed"])
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"{source}: seed must be a non-negative integer, got {seed!r}")
+    prompt_categories = prompts["categories"] or {}
+    if not isinstance(prompt_categories, dict):
+        raise ConfigError(f"{source}: prompts.categories must map category names to template names")
+    from src.prompts import PromptError, template_for_category
+
+    try:  # every template named must exist now, not after an hour of editing
+        for cat in prompt_categories:
+            template_for_category(cat, prompt_categories, prompts["default"])
+        if prompts["default"] != "auto":
+            template_for_category("", {}, prompts["default"])
+    except PromptError as e:
+        raise ConfigError(f"{source}: prompts: {e}") from None
+
+    return RunConfig(
+        source=source,
+        data_path=data_path,
+        categories=categories,
+        limit=limit,
+        editor=resolve_component("diffusion_model", raw["diffusion_model"], source),
+        judge=resolve_component("reward_model", raw["reward_model"], source),
+        prompt_default=prompts["default"],
+        prompt_categories=dict(prompt_categories),
+        mode=pipe["mode"],
+        output_dir=str(pipe["output_dir"]),
+        png_compress_level=level,
+        seed=seed,
+        torch_threads=threads,
+        residency=pipe["residency"],
+        max_batch_size=pipe["max_batch_size"],
+        batch_grow_after=pipe["batch_grow_after"],
+    )
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)

@@ -1,0 +1,553 @@
+"""The recipe: setup -> edit stage -> release the editor -> score stage -> report.
+
+Read top to bottom. `run()` is the whole run; every helper below it does one step. Models are
+*controllers*: they are built from the config, loaded once, used, released. What they produce becomes
+*records* in the run's SQLite file (src/state.py), and the reports are built from those alone.
+
+Two modes:
+- `two_stage` (default): load the editor once, edit every pending pair of every category, release it
+  (GPU and host memory), load the judge once, score every pending edit. One swap per run.
+- `interleaved`: the per-category alternation of the user's earlier design (edit category 1, score
+  category 1, edit category 2, ...), with both models loaded once and moved off/on the GPU between
+  categories: 2 x categories - 1 swaps. Kept for comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from PIL import Image
+from tqdm import tqdm
+
+from src.config import RunConfig, dump_yaml, sha256_json
+from src.data import Benchmark, InvalidPair, PairSpec, load_benchmark, safe_name
+from src.models.base import BaseEditModel, BaseRewardModel, EditRequest, ScoreRequest, ScoreResult
+from src.prompts import render_prompt, template_for_category, template_hash
+from src.scoring.protocols import get_protocol
+from src.report import write_reports
+from src.state import EditRecord, ScoreRecord, State, write_file_atomic
+from src.batching import AdaptiveBatcher
+from src.perf import PerfRecorder
+from src.residency import choose_residency
+
+log = logging.getLogger("ieb")
+
+STAGES = ("all", "edit", "score", "report")
+
+
+class ResumeError(Exception):
+    """The run folder's records were made by something else than this config (named in the message)."""
+
+
+@dataclass
+class Stats:
+    """What this invocation did (a controller; its `to_dict()` is stored with the invocation)."""
+
+    model_loads: dict[str, int] = field(default_factory=lambda: {"editor": 0, "judge": 0})
+    model_swaps: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    on_gpu: str | None = None  # which model is active on the device
+    perf: PerfRecorder = field(default_factory=PerfRecorder)
+    residency: dict[str, str] = field(default_factory=lambda: {"policy": "release", "chosen": "release", "reason": ""})
+    batchers: dict[str, AdaptiveBatcher] = field(default_factory=dict)
+
+    def add_seconds(self, key: str, dt: float) -> None:
+        self.seconds[key] = round(self.seconds.get(key, 0.0) + dt, 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_loads": dict(self.model_loads), "model_swaps": self.model_swaps, "seconds": dict(self.seconds),
+                "performance": self.perf.to_dict(), "residency": dict(self.residency),
+                "batching": {name: b.summary() for name, b in self.batchers.items()}}
+
+
+# ============================================================================ the recipe
+
+
+def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | None = None) -> dict[str, Path]:
+    """Run (or resume) `stage` of the benchmark in `run_dir`; return the report paths."""
+    assert stage in STAGES, stage
+    # --- setup: everything cheap and checkable happens before any model loads
+    bench = bench or load_benchmark(cfg.data_path, cfg.categories, cfg.limit)
+    editor: BaseEditModel = cfg.editor.build()  # constructors are cheap: nothing loads yet
+    judge: BaseRewardModel = cfg.judge.build()
+    scoring = scoring_setup(cfg, bench)
+    scoring_fp = scoring.fingerprint
+    resuming = (run_dir / "state.sqlite").is_file()
+    if not resuming:  # a new run: the models its stages use are checked before the run folder exists
+        check_models(editor if stage in ("all", "edit") else None, judge if stage in ("all", "score") else None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = add_file_logging(run_dir)
+    state = State(run_dir / "state.sqlite")
+    try:
+        check_resume(state, cfg, bench, stage, scoring_fp)
+        record_plan(state, bench)
+        edits = pending_edits(state, bench, run_dir) if stage in ("all", "edit") else []
+        work = bool(edits) or (stage in ("all", "score") and bool(pending_scores(state, bench, run_dir, scoring_fp)))
+        if resuming:  # only the models with work left are checked (a finished run imports no model code)
+            check_models(editor if edits else None, judge if work and stage in ("all", "score") else None)
+        (run_dir / "config.resolved.yaml").write_text(dump_yaml(cfg.to_dict()), encoding="utf-8")
+        invocation = state.start_invocation(stage, cfg.to_dict(), cfg.fingerprint(),
+                                            cfg.editor.fingerprint(), scoring_fp)
+        stats = Stats()
+        if work:
+            seed_everything(cfg.seed, cfg.torch_threads)
+            stats.residency = choose_residency_for(cfg)
+        stats.batchers = {"editor": make_batcher(cfg.editor, editor, "edit", cfg, stats),
+                          "judge": make_batcher(cfg.judge, judge, "score", cfg, stats)}
+
+        log.info("plan: %d pairs in %d categories; %d to edit", sum(len(p) for p in bench.pairs.values()),
+                 len(bench.categories), len(edits))
+
+        if cfg.mode == "two_stage":
+            # --- stage 1: edit every pending pair
+            if edits:
+                banner("stage 1/2: edit")
+                activate(editor, "editor", stats, other=judge)
+                with stats.perf.stage("edit"):
+                    timed(stats, "edit", lambda: edit_pairs(editor, edits, state, run_dir, cfg, plan_positions(bench),
+                                                             stats.batchers["editor"]))
+            state.update_invocation(invocation, stats.to_dict())
+            # --- swap: the editor makes room (released for good by default), the judge loads once
+            # --- stage 2: score every edit that has no score from this judge
+            scores = pending_scores(state, bench, run_dir, scoring_fp) if stage in ("all", "score") else []
+            if scores:
+                banner("stage 2/2: score")
+                activate(judge, "judge", stats, other=editor)
+                with stats.perf.stage("score"):
+                    timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, scoring,
+                                                               stats.batchers["judge"]))
+        else:
+            run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats)
+        release(editor, "editor", stats)
+        release(judge, "judge", stats)
+
+        # --- report, from the records alone
+        state.update_invocation(invocation, stats.to_dict(), finished=True)
+        banner("report")
+        return write_reports(state, run_dir, scoring_fp)
+    except Exception:
+        log.debug("run stopped by an error", exc_info=True)  # the traceback goes to logs/run.log
+        raise
+    finally:
+        state.close()
+        log.removeHandler(log_file)
+        log_file.close()
+
+
+def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats) -> None:
+    """Per category: editor on the device, edit, editor off, judge on, score, judge off."""
+    by_cat: dict[str, list[PairSpec]] = {}
+    for pair in edits:
+        by_cat.setdefault(pair.category, []).append(pair)
+    for category in bench.categories:
+        banner(f"category {category}")
+        if by_cat.get(category):
+            activate(editor, "editor", stats, other=judge)
+            with stats.perf.stage("edit"):
+                timed(stats, "edit", lambda: edit_pairs(editor, by_cat[category], state, run_dir, cfg,
+                                                         plan_positions(bench), stats.batchers["editor"]))
+        scores = [s for s in pending_scores(state, bench, run_dir, scoring.fingerprint) if s[0].category == category] \
+            if stage in ("all", "score") else []
+        if scores:
+            activate(judge, "judge", stats, other=editor)
+            with stats.perf.stage("score"):
+                timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, scoring,
+                                                           stats.batchers["judge"]))
+
+
+# ============================================================================ setup helpers
+
+
+class Progress:
+    """Two tqdm bars with ETA: the whole stage, and the category being worked on."""
+
+    def __init__(self, stage: str, total: int) -> None:
+        self.name = stage
+        self.stage = tqdm(total=total, desc=f"{stage} (all)", unit="pair", position=0, dynamic_ncols=True)
+        self.category: tqdm | None = None
+
+    def start_category(self, name: str, total: int) -> None:
+        if self.category is not None:
+            self.category.close()
+        self.category = tqdm(total=total, desc=f"{self.name} {name}", unit="pair", position=1, leave=False,
+                             dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        self.stage.update(n)
+        if self.category is not None:
+            self.category.update(n)
+
+    def close(self) -> None:
+        if self.category is not None:
+            self.category.close()
+        self.stage.close()
+
+
+def check_models(*models) -> None:
+    """Each model's cheap checks (device, dtype, installed code paths); None entries are skipped."""
+    for model in models:
+        if model is not None:
+            model.check()
+
+
+def add_file_logging(run_dir: Path) -> logging.Handler:
+    """Everything the console shows, and debug detail, also goes to logs/run.log in the run folder."""
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "logs" / "run.log", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return handler
+
+
+def banner(text: str) -> None:
+    log.info("=" * 20 + f" {text} " + "=" * 20)
+
+
+def timed(stats: Stats, key: str, fn: Callable[[], Any]) -> Any:
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        stats.add_seconds(key, time.perf_counter() - t0)
+
+
+def activate(model, name: str, stats: Stats, other=None) -> None:
+    """Make `model` the one on the device. The other model makes room as the residency policy says
+    (`release`: freed for good; `offload`: to pinned host memory; `resident`: stays); count swaps."""
+    other_name = "judge" if name == "editor" else "editor"
+    moved_seconds, moved_bytes, swapped = 0.0, 0, False
+    if other is not None and other.loaded and stats.on_gpu == other_name:
+        policy = stats.residency["chosen"]
+        if policy == "release":
+            release(other, other_name, stats)
+            swapped = True
+        elif policy == "offload":
+            timed(stats, f"offload_{other_name}", other.unload_from_gpu)
+            moved_seconds += (other.last_move or {}).get("seconds") or 0.0
+            moved_bytes += (other.last_move or {}).get("bytes") or 0
+            swapped = True
+    if not model.loaded:
+        log.info("loading %s: %s", name, type(model).__name__)
+        t0 = time.perf_counter()
+        timed(stats, f"load_{name}", model.load)
+        stats.perf.event(f"load_{name}", time.perf_counter() - t0)
+        stats.model_loads[name] += 1
+    elif not model.on_gpu:
+        timed(stats, f"to_gpu_{name}", model.load_to_gpu)
+        moved_seconds += (model.last_move or {}).get("seconds") or 0.0
+        moved_bytes += (model.last_move or {}).get("bytes") or 0
+    if swapped:
+        stats.model_swaps += 1
+        stats.perf.event("swap", moved_seconds, bytes=moved_bytes)
+    stats.on_gpu = name
+
+
+def release(model, name: str, stats: Stats) -> None:
+    """Free a model's GPU and host memory (a no-op when it is not loaded)."""
+    if not model.loaded:
+        return
+    t0 = time.perf_counter()
+    timed(stats, f"release_{name}", model.release)
+    stats.perf.event(f"release_{name}", time.perf_counter() - t0)
+    if stats.on_gpu == name:
+        stats.on_gpu = None
+
+
+def choose_residency_for(cfg: RunConfig) -> dict[str, str]:
+    """The residency policy (`pipeline.residency`), `auto` decided from the memory plan."""
+    plan = None
+    if cfg.residency == "auto" and cfg.mode == "interleaved":
+        from src.memplan import plan as memory_plan
+
+        plan = memory_plan(cfg.editor.to_dict(), cfg.judge.to_dict(), mode=cfg.mode)
+    chosen, reason = choose_residency(cfg.residency, cfg.mode, plan)
+    (log.warning if reason.startswith("WARNING") else log.info)("residency: %s (%s)", chosen, reason)
+    return {"policy": cfg.residency, "chosen": chosen, "reason": reason}
+
+
+def make_batcher(spec, model, stage: str, cfg: RunConfig, stats: Stats) -> AdaptiveBatcher:
+    """`batch_size: N` shrinks on out-of-memory (and grows back after `pipeline.batch_grow_after`
+    successes); `batch_size: auto` starts at 1 and doubles while it fits, up to `max_batch_size`."""
+    auto = spec.init_args.get("batch_size") == "auto"
+    batcher = AdaptiveBatcher(model.batch_size, auto=auto, max_size=cfg.max_batch_size,
+                              grow_after=cfg.batch_grow_after,
+                              on_batch=lambda n, seconds: stats.perf.model_call(stage, n, seconds),
+                              what=type(model).__name__)
+    if auto:
+        model.batch_size = batcher.max_size  # the batcher sizes the batches; the model must not re-split them
+    return batcher
+
+
+def seed_everything(seed: int, torch_threads: int | None = None) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch_threads:  # tiny models on a small CPU run several times faster on one thread
+        torch.set_num_threads(torch_threads)
+
+
+def pair_seed(run_seed: int, category: str, pair_id: str) -> int:
+    """The seed of one pair's edit: stable across runs, batch sizes and resumes."""
+    digest = hashlib.sha256(f"{run_seed}\0{category}\0{pair_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass
+class ScoringSetup:
+    """What this run's scores depend on, per category: the prompt templates the protocol uses."""
+
+    templates: dict[str, str]  # category -> its own prompt template (the category_0to10 query)
+    labels: dict[str, str]  # category -> every template the protocol asks, e.g. "viescore_sc+viescore_pq"
+    hashes: dict[str, str]  # category -> hash of those templates' text
+    fingerprint: str  # the judge (class + semantic init_args) and all of the above
+
+
+def scoring_setup(cfg: RunConfig, bench: Benchmark) -> ScoringSetup:
+    protocol = get_protocol(cfg.judge.init_args.get("protocol") or "category_0to10")
+    templates = {cat: template_for_category(cat, cfg.prompt_categories, cfg.prompt_default) for cat in bench.categories}
+    labels, hashes = {}, {}
+    for cat, own in templates.items():
+        names = protocol.templates(own)
+        labels[cat] = "+".join(names)
+        hashes[cat] = template_hash(names[0]) if len(names) == 1 else sha256_json([template_hash(n) for n in names])
+    fp = sha256_json({"judge": cfg.judge.fingerprint(), "templates": labels, "template_hashes": hashes})
+    return ScoringSetup(templates, labels, hashes, fp)
+
+
+def record_plan(state: State, bench: Benchmark) -> None:
+    """Which pairs this run covers, in order, so a report of a partial run can count what is pending."""
+    plan = {cat: [p.pair_id for p in pairs] for cat, pairs in bench.pairs.items()}
+    state.set_meta("plan", json.dumps(plan, ensure_ascii=False))
+
+
+def _describe_change(old: dict, new: dict, key: str) -> str:
+    a, b = old.get(key, {}), new.get(key, {})
+    lines = []
+    if a.get("class_path") != b.get("class_path"):
+        lines.append(f"{key}.class_path: {a.get('class_path')!r} -> {b.get('class_path')!r}")
+    oa, ob = a.get("init_args", {}), b.get("init_args", {})
+    for name in sorted(set(oa) | set(ob)):
+        if oa.get(name) != ob.get(name):
+            lines.append(f"{key}.init_args.{name}: {oa.get(name)!r} -> {ob.get(name)!r}")
+    return "; ".join(lines) or f"{key} (prompt templates or seed)"
+
+
+def check_resume(state: State, cfg: RunConfig, bench: Benchmark, stage: str, scoring_fp: str) -> None:
+    """Refuse to mix records made by another editor, judge, seed or input into this run."""
+    invocations = state.invocations()
+    if not invocations:
+        return
+    last = invocations[-1]
+    editor_fp = cfg.editor.fingerprint()
+    edits = state.edit_map()
+    stale = [r for r in edits.values() if r.editor_fingerprint != editor_fp]
+    if stale and stage in ("all", "edit"):
+        raise ResumeError(
+            f"this run's edits were made by another editor configuration: "
+            f"{_describe_change(last['config'], cfg.to_dict(), 'diffusion_model')}. "
+            f"Start a new run for a different editor (or use --stage score to re-score the existing edits).")
+    if stage == "all" and state.judge_fingerprints() and scoring_fp not in state.judge_fingerprints() \
+            and last["judge_fingerprint"] != scoring_fp:
+        raise ResumeError(
+            f"this run was scored by another judge or prompt: "
+            f"{_describe_change(last['config'], cfg.to_dict(), 'reward_model')}. "
+            f"Use --stage score to re-score the existing edits with the new judge (kept as new score records).")
+    if stage in ("all", "edit"):
+        for pair in bench.iter_pairs():
+            rec = edits.get((pair.category, pair.pair_id))
+            if rec is None or rec.status == "invalid_input":
+                continue
+            if rec.seed != pair_seed(cfg.seed, pair.category, pair.pair_id):
+                raise ResumeError(f"category {pair.category!r}, pair {pair.pair_id!r} was edited with seed "
+                                  f"{rec.seed}, but the config's seed {cfg.seed} gives another; start a new run")
+            try:
+                sha = pair.image_sha256()
+            except InvalidPair:
+                sha = None
+            if sha != rec.input_sha256 or pair.instruction != rec.instruction:
+                raise ResumeError(f"{bench.path}: category {pair.category!r}, pair {pair.pair_id!r} changed since it "
+                                  f"was edited (image or instruction differs); start a new run")
+
+
+# ============================================================================ stage 1: edit
+
+
+def pending_edits(state: State, bench: Benchmark, run_dir: Path) -> list[PairSpec]:
+    """Pairs with no edit record, or whose recorded image is gone from disk."""
+    done = state.edit_map()
+    out = []
+    for pair in bench.iter_pairs():
+        rec = done.get((pair.category, pair.pair_id))
+        if rec is None or (rec.status == "edited" and not (run_dir / rec.image_path).is_file()):
+            out.append(pair)
+    return out
+
+
+def _edit_requests(pairs: Iterable[PairSpec], state: State, cfg: RunConfig, editor_fp: str,
+                   positions: dict) -> Iterator[tuple[PairSpec, EditRequest, str]]:
+    """Decode pairs one at a time; record invalid ones right away and yield the valid ones."""
+    for pair in pairs:
+        seed = pair_seed(cfg.seed, pair.category, pair.pair_id)
+        try:
+            if pair.error:
+                raise InvalidPair(pair.error)
+            image, sha = pair.load_image(), pair.image_sha256()
+            extra = pair.extra_images()
+        except InvalidPair as e:
+            log.warning("invalid input: %s", e)
+            state.put_edit(_edit_record(pair, positions, "invalid_input", editor_fp, seed=seed, error=str(e)))
+            yield pair, None, None
+            continue
+        yield pair, EditRequest(pair_id=pair.pair_id, category=pair.category, image=image,
+                                instruction=pair.instruction, seed=seed, description=pair.description,
+                                extra_images=extra, metadata=pair.metadata), sha
+
+
+def _edit_record(pair: PairSpec, positions: dict, status: str, editor_fp: str, **kw) -> EditRecord:
+    return EditRecord(category=pair.category, pair_id=pair.pair_id, position=positions[(pair.category, pair.pair_id)],
+                      status=status, instruction=pair.instruction, description=pair.description,
+                      metadata=pair.metadata, image_path=kw.get("image_path"), output_sha256=kw.get("output_sha256"),
+                      input_sha256=kw.get("input_sha256"), seed=kw.get("seed"), editor_fingerprint=editor_fp,
+                      error=kw.get("error"), info=kw.get("info") or {}, seconds=kw.get("seconds"),
+                      created_at=time.time())
+
+
+def plan_positions(bench: Benchmark) -> dict[tuple[str, str], int]:
+    return {(p.category, p.pair_id): i for i, p in enumerate(bench.iter_pairs())}
+
+
+def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_dir: Path, cfg: RunConfig,
+               positions: dict[tuple[str, str], int], batcher: AdaptiveBatcher) -> None:
+    editor_fp = cfg.editor.fingerprint()
+    bar = Progress("edit", len(pairs))
+    for category, cat_pairs in _by_category(pairs, lambda p: p.category):
+        bar.start_category(category, len(cat_pairs))
+        batch: list[tuple[PairSpec, EditRequest, str]] = []
+        for pair, request, sha in _edit_requests(cat_pairs, state, cfg, editor_fp, positions):
+            if request is None:
+                bar.update(1)
+                continue
+            batch.append((pair, request, sha))
+            if len(batch) >= batcher.size:
+                _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher)
+            bar.update(len(batch))
+    bar.close()
+
+
+def _by_category(items: Sequence, category_of: Callable[[Any], str]) -> list[tuple[str, list]]:
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(category_of(item), []).append(item)
+    return list(groups.items())
+
+
+def edit_image_path(category: str, pair: PairSpec) -> str:
+    return f"images/{safe_name(category)}/{pair.file_stem}.png"
+
+
+def _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher: AdaptiveBatcher) -> None:
+    t0 = time.perf_counter()
+    results = batcher.call(editor.edit, [req for _, req, _ in batch])  # halves the batch on out-of-memory
+    per_item = (time.perf_counter() - t0) / len(batch)
+    for (pair, req, sha), res in zip(batch, results):
+        common = dict(seed=req.seed, input_sha256=sha, seconds=round(per_item, 4))
+        error = str(res) if isinstance(res, Exception) else res.error
+        if isinstance(res, Exception) or res.image is None:
+            error = error or "the editor returned no image"
+            log.warning("edit failed: category %r, pair %r: %s", pair.category, pair.pair_id, error)
+            state.put_edit(_edit_record(pair, positions, "edit_failed", editor_fp, error=error,
+                                        info=getattr(res, "info", {}), **common))
+            continue
+        buf = io.BytesIO()
+        res.image.convert("RGB").save(buf, format="PNG", compress_level=cfg.png_compress_level)
+        data = buf.getvalue()
+        rel = edit_image_path(pair.category, pair)
+        write_file_atomic(run_dir / rel, data)  # the image first ...
+        state.put_edit(_edit_record(pair, positions, "edited", editor_fp, image_path=rel,  # ... then its record
+                                    output_sha256=hashlib.sha256(data).hexdigest(), info=res.info, **common))
+
+
+# ============================================================================ stage 2: score
+
+
+def pending_scores(state: State, bench: Benchmark, run_dir: Path, scoring_fp: str) -> list[tuple[PairSpec, EditRecord]]:
+    """Edited pairs with no score from this judge for this very edit."""
+    edits = state.edit_map()
+    scored = state.score_map(scoring_fp)
+    out = []
+    for pair in bench.iter_pairs():
+        rec = edits.get((pair.category, pair.pair_id))
+        if rec is None or rec.status != "edited":
+            continue
+        done = scored.get((pair.category, pair.pair_id))
+        if done is None or done.edit_sha256 != rec.output_sha256:
+            out.append((pair, rec))
+    return out
+
+
+def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]], state: State, run_dir: Path,
+                scoring: ScoringSetup, batcher: AdaptiveBatcher) -> None:
+    bar = Progress("score", len(items))
+    for category, cat_items in _by_category(items, lambda item: item[0].category):
+        bar.start_category(category, len(cat_items))
+        start = 0
+        while start < len(cat_items):
+            chunk = cat_items[start:start + batcher.size]  # the size can change between batches
+            start += len(chunk)
+            requests, ready = [], []
+            for pair, rec in chunk:
+                try:
+                    requests.append(_score_request(pair, rec, run_dir, scoring.templates[category]))
+                    ready.append((pair, rec))
+                except (InvalidPair, OSError, ValueError) as e:  # the edit on disk is unusable
+                    _put_score(state, pair, rec, scoring, ScoreResult(status="score_failed", score=None, error=str(e)),
+                               None)
+            if requests:
+                t0 = time.perf_counter()
+                results = batcher.call(judge.score, requests)  # halves the batch on out-of-memory
+                per_item = round((time.perf_counter() - t0) / len(requests), 4)
+                for (pair, rec), req, res in zip(ready, requests, results):
+                    if isinstance(res, Exception):
+                        res = ScoreResult(status="score_failed", score=None, error=f"{type(res).__name__}: {res}")
+                    _put_score(state, pair, rec, scoring, res, per_item)
+            bar.update(len(chunk))
+    bar.close()
+
+
+def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, template: str) -> ScoreRequest:
+    data = (run_dir / rec.image_path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != rec.output_sha256:
+        raise ValueError(f"{rec.image_path} changed on disk since it was recorded (sha256 differs)")
+    edited = Image.open(io.BytesIO(data)).convert("RGB")
+    prompt = render_prompt(template, instruction=pair.instruction, description=pair.description,
+                           category=pair.category, pair_id=pair.pair_id)
+    return ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=pair.load_image(), edited=edited,
+                        instruction=pair.instruction, description=pair.description, prompt=prompt)
+
+
+def _put_score(state, pair, rec, scoring: ScoringSetup, res: ScoreResult, seconds) -> None:
+    if res.status == "score_failed":
+        log.warning("score failed: category %r, pair %r: %s", pair.category, pair.pair_id, res.error)
+    state.put_score(ScoreRecord(
+        category=pair.category, pair_id=pair.pair_id, judge_fingerprint=scoring.fingerprint, status=res.status,
+        score=res.score, raw_reply=res.raw_reply, reasoning=res.reasoning, error=res.error, attempts=res.attempts,
+        details=res.details, template=scoring.labels[pair.category], template_hash=scoring.hashes[pair.category],
+        edit_sha256=rec.output_sha256,
+        seconds=seconds, created_at=time.time()))

@@ -1,0 +1,176 @@
+"""Reports built from the records alone: report.json, report.md, report.html.
+
+`build_report` reads the run's SQLite records (edits, the scores of one judge, invocations, the plan)
+and nothing else; every aggregate in it is recomputed from its own `pairs` list by `summarize`, so a
+reader can check any number (tests do exactly that). Markdown and HTML are rendered with Jinja
+(StrictUndefined; HTML autoescaped, Markdown escaped by a filter), because instructions and judge
+replies are untrusted text.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import platform
+import statistics
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from src.perf import format_table
+from src.state import SCHEMA_VERSION, State
+
+REPORT_SCHEMA_VERSION = "1"
+FAILURE_STATUSES = ("invalid_input", "edit_failed", "score_failed")
+STATUSES = ("scored", *FAILURE_STATUSES, "pending")
+PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "pillow", "openai")
+TEMPLATE_DIR = Path(__file__).parent / "report_templates"
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts and score statistics of a list of report pairs (std is the sample std, n - 1)."""
+    counts = {s: sum(1 for p in pairs if p["status"] == s) for s in STATUSES}
+    scores = [p["score"] for p in pairs if p["status"] == "scored"]
+    attempted = counts["scored"] + counts["score_failed"]
+    dims: dict[str, list[float]] = {}
+    for p in pairs:
+        if p["status"] == "scored":
+            for name, value in (p.get("dimensions") or {}).items():
+                dims.setdefault(name, []).append(value)
+    return {
+        "pairs": len(pairs),
+        "scored": counts["scored"],
+        "failed": {s: counts[s] for s in FAILURE_STATUSES},
+        "pending": counts["pending"],
+        "judge_coverage": (counts["scored"] / attempted) if attempted else None,
+        "mean": statistics.fmean(scores) if scores else None,
+        "std": statistics.stdev(scores) if len(scores) >= 2 else None,
+        "median": statistics.median(scores) if scores else None,
+        "min": min(scores) if scores else None,
+        "max": max(scores) if scores else None,
+        "dimensions": {name: {"mean": statistics.fmean(v), "n": len(v)} for name, v in dims.items()},
+    }
+
+
+def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]:
+    plan: dict[str, list[str]] = json.loads(state.get_meta("plan") or "{}")
+    edits = state.edit_map()
+    scores = state.score_map(scoring_fp)
+    pairs = []
+    for category, ids in plan.items():
+        for pair_id in ids:
+            pairs.append(_pair_entry(category, pair_id, edits.get((category, pair_id)), scores.get((category, pair_id))))
+    invocations = state.invocations()
+    current = next((i for i in reversed(invocations) if i["judge_fingerprint"] == scoring_fp), invocations[-1])
+    config = current["config"]
+    loads = {"editor": 0, "judge": 0}
+    swaps = 0
+    for inv in invocations:
+        for k in loads:
+            loads[k] += inv["stats"].get("model_loads", {}).get(k, 0)
+        swaps += inv["stats"].get("model_swaps", 0)
+    categories = {c: summarize([p for p in pairs if p["category"] == c]) for c in plan}
+    overall = summarize(pairs)
+    means = [c["mean"] for c in categories.values() if c["mean"] is not None]
+    overall["macro_mean"] = statistics.fmean(means) if means else None
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "run": {
+            "name": run_name,
+            "started_at": invocations[0]["started_at"],
+            "finished_at": max((i["finished_at"] or 0) for i in invocations) or None,
+            "config_fingerprint": current["config_fingerprint"],
+            "scoring_fingerprint": scoring_fp,
+            "state_schema_version": SCHEMA_VERSION,
+            "editor": config["diffusion_model"],
+            "judge": config["reward_model"],
+            "prompts": config["prompts"],
+            "benchmark": config["benchmark"],
+            "mode": config["pipeline"]["mode"],
+            "seed": config["seed"],
+            "packages": package_versions(),
+            "model_loads": loads,
+            "model_swaps": swaps,
+            "performance": next((i["stats"]["performance"] for i in reversed(invocations)
+                                 if (i["stats"].get("performance") or {}).get("stages")), None),
+            "invocations": [{"stage": i["stage"], "started_at": i["started_at"], "finished_at": i["finished_at"],
+                             **i["stats"]} for i in invocations],
+        },
+        "overall": overall,
+        "categories": categories,
+        "pairs": pairs,
+    }
+
+
+def _pair_entry(category: str, pair_id: str, edit, score) -> dict[str, Any]:
+    entry: dict[str, Any] = {"pair_id": pair_id, "category": category, "instruction": None, "description": None,
+                             "status": "pending", "score": None, "error": None, "edited_image": None,
+                             "seed": None, "judge_raw_reply": None, "judge_reasoning": None, "judge_attempts": None,
+                             "judge_details": None, "dimensions": None, "template": None, "template_hash": None,
+                             "metadata": {}}
+    if edit is None:
+        return entry
+    entry.update(instruction=edit.instruction, description=edit.description, seed=edit.seed,
+                 metadata=edit.metadata, edited_image=edit.image_path)
+    if edit.status != "edited":
+        entry.update(status=edit.status, error=edit.error)
+        return entry
+    if score is None or score.edit_sha256 != edit.output_sha256:
+        return entry  # edited, not scored yet
+    entry.update(status=score.status, score=score.score, error=score.error, judge_raw_reply=score.raw_reply,
+                 judge_reasoning=score.reasoning, judge_attempts=score.attempts, judge_details=score.details,
+                 dimensions=score.details.get("dimensions") if score.status == "scored" else None,
+                 template=score.template, template_hash=score.template_hash)
+    return entry
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def md_escape(value: Any) -> str:
+    """Untrusted text inside a Markdown table cell: no HTML, no pipes, one line."""
+    text = html.escape("" if value is None else str(value), quote=False)
+    for ch in "\\`*_[]|#":
+        text = text.replace(ch, "\\" + ch)
+    return " ".join(text.split())
+
+
+def _env(autoescape: bool) -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATE_DIR), undefined=StrictUndefined,
+                      autoescape=autoescape,
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = fmt
+    env.filters["md"] = md_escape
+    env.filters["perf_table"] = format_table
+    return env
+
+
+def write_reports(state: State, run_dir: Path, scoring_fp: str) -> dict[str, Path]:
+    report = build_report(state, scoring_fp, run_dir.name)
+    paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
+    paths["json"].write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    context = {"r": report, "failures": [p for p in report["pairs"] if p["status"] in FAILURE_STATUSES]}
+    paths["md"].write_text(_env(False).get_template("report.md.j2").render(**context), encoding="utf-8")
+    paths["html"].write_text(_env(True).get_template("report.html.j2").render(**context), encoding="utf-8")
+    return paths
