@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         from src.doctor import doctor_main
 
         return doctor_main(argv[1:])
+    if argv[:1] == ["compare"]:  # python main.py compare RUN_OR_DIR ... (docs/compare.md)
+        from src.compare import compare_main
+
+        return compare_main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_console_logging()
     from src.config import ConfigError, load_config

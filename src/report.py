@@ -9,6 +9,7 @@ replies are untrusted text.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
@@ -65,6 +66,19 @@ def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def judge_name(judge_spec: dict[str, Any]) -> str:
+    """The judge's model as a person would name it: `model_name` (local judges), `model` (served
+    judges), else the class name."""
+    args = judge_spec.get("init_args") or {}
+    return str(args.get("model_name") or args.get("model") or judge_spec.get("class_path", "judge").rsplit(".", 1)[-1])
+
+
+def benchmark_fingerprint(pairs: list[dict[str, Any]]) -> str:
+    """What was benchmarked: sha256 over (category, pair id, input image sha256, instruction) of every pair."""
+    rows = sorted([p["category"], p["pair_id"], p.get("input_sha256"), p.get("instruction")] for p in pairs)
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]:
     plan: dict[str, list[str]] = json.loads(state.get_meta("plan") or "{}")
     edits = state.edit_map()
@@ -97,6 +111,8 @@ def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]
             "state_schema_version": SCHEMA_VERSION,
             "editor": config["diffusion_model"],
             "judge": config["reward_model"],
+            "judge_name": judge_name(config["reward_model"]),
+            "benchmark_fingerprint": benchmark_fingerprint(pairs),
             "prompts": config["prompts"],
             "benchmark": config["benchmark"],
             "mode": config["pipeline"]["mode"],
@@ -120,11 +136,12 @@ def _pair_entry(category: str, pair_id: str, edit, score) -> dict[str, Any]:
                              "status": "pending", "score": None, "error": None, "edited_image": None,
                              "seed": None, "judge_raw_reply": None, "judge_reasoning": None, "judge_attempts": None,
                              "judge_details": None, "dimensions": None, "template": None, "template_hash": None,
-                             "metadata": {}}
+                             "input_sha256": None, "metadata": {}}
     if edit is None:
         return entry
     entry.update(instruction=edit.instruction, description=edit.description, seed=edit.seed,
-                 metadata=edit.metadata, edited_image=edit.image_path)
+                 metadata=edit.metadata, edited_image=edit.image_path,
+                 input_sha256=edit.input_sha256)
     if edit.status != "edited":
         entry.update(status=edit.status, error=edit.error)
         return entry
@@ -148,6 +165,17 @@ def fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def fmt_ci(value: Any, digits: int = 2) -> str:
+    """A [lo, hi] interval as "[lo, hi]" ("–" when missing)."""
+    if not value or value[0] is None or value[1] is None:
+        return "–"
+    return f"[{fmt(float(value[0]), digits)}, {fmt(float(value[1]), digits)}]"
+
+
+def fmt_pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
 def md_escape(value: Any) -> str:
     """Untrusted text inside a Markdown table cell: no HTML, no pipes, one line."""
     text = html.escape("" if value is None else str(value), quote=False)
@@ -162,6 +190,8 @@ def _env(autoescape: bool) -> Environment:
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["md"] = md_escape
+    env.filters["ci"] = fmt_ci
+    env.filters["pct"] = fmt_pct
     env.filters["perf_table"] = format_table
     return env
 
