@@ -18,7 +18,12 @@ init_arg `protocol`:
   `overall_0to100 = (overall - 1) * 25`. `rubric_1to5_knowledge` adds `knowledge` (plausibility).
 
 Parsing (`parse_values`): strict JSON, then a fenced block, then a tolerant JSON repair of an
-embedded object, then the protocol's regex. A value outside its range is a failure, not a clamp; a
+embedded object, then free text. Accepted besides `{"score": [7, 8]}` and objects keyed by the
+dimension names: a bare list `[7, 8]` (list queries; one distinct list of the right length), labels
+`score1: 7, score2: 8`, and the dimension names with numbers in prose in one orientation for the whole
+reply ("naturalness 10 artifacts 0", "10 naturalness, 3 artifacts", "naturalness is 8 and artifacts
+is 2"). `"score": 7` where a list is needed fails saying so; "8 out of 15" and "7-8" next to a name
+fail as ambiguous (see src/scoring/parse.py). A value outside its range is a failure, not a clamp; a
 reply without every required value is a failure. Nothing is ever filled in.
 """
 
@@ -30,8 +35,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from src.scoring.parse import (ParsedScore, ScoreParseError, _balanced_objects, _clean, _find_reasoning,
-                               _loads_strict, _loads_tolerant, _norm_key, _REFUSAL_RE, parse_score)
+from src.scoring.parse import (ParsedScore, ScoreParseError, _clean, _find_reasoning, _loads_strict, _loads_tolerant,
+                               _norm_key, _not_a_score, _REFUSAL_RE, fenced_blocks, json_objects, parse_score)
 
 _NUM = r"[+-]?\d+(?:\.\d+)?"
 
@@ -81,28 +86,48 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _list_values(raw: list, query: Query, where: str) -> dict[str, float]:
+    if len(raw) != len(query.dims):
+        raise ScoreParseError(f"{where} must list {len(query.dims)} values ({', '.join(query.dims)}), got {len(raw)}")
+    nums = [_number(v) for v in raw]
+    if any(n is None for n in nums):
+        raise ScoreParseError(f"{where} holds a value that is not a number: {raw!r}")
+    return dict(zip(query.dims, nums))  # type: ignore[arg-type]
+
+
+def _must_be_list(query: Query, value: Any) -> ScoreParseError:
+    return ScoreParseError(f"'{query.list_key}' must be a list of {len(query.dims)} values "
+                           f"[{', '.join(query.dims)}]; the reply gives a single value ({value!r})")
+
+
 def _values_from_obj(obj: Any, query: Query) -> dict[str, float] | None:
+    """The query's values from a parsed JSON value; None when it holds none of them."""
+    if isinstance(obj, list) and query.list_key:  # a bare list: [7, 8]
+        return _list_values(obj, query, "the list") if obj else None
     if not isinstance(obj, dict):
         return None
     keys = {_norm_key(k): k for k in obj}
-    if query.list_key:
+    found = {d: obj[keys[d]] for d in query.dims if d in keys}
+    if query.list_key and not found:
         raw = obj.get(keys.get(query.list_key, ""), None)
-        if not isinstance(raw, list):
-            return None
-        if len(raw) != len(query.dims):
-            raise ScoreParseError(f"'{query.list_key}' must list {len(query.dims)} values "
-                                  f"({', '.join(query.dims)}), got {len(raw)}")
-        nums = [_number(v) for v in raw]
-        if any(n is None for n in nums):
-            raise ScoreParseError(f"'{query.list_key}' holds a value that is not a number: {raw!r}")
-        return dict(zip(query.dims, nums))  # type: ignore[arg-type]
-    found = {d: _number(obj[keys[d]]) for d in query.dims if d in keys}
+        if isinstance(raw, list):
+            return _list_values(raw, query, f"'{query.list_key}'")
+        labelled = {}
+        for i in range(1, len(query.dims) + 1):
+            k = keys.get(f"{query.list_key}{i}", keys.get(f"{query.list_key}_{i}"))
+            if k is not None:
+                labelled[i] = obj[k]
+        if labelled:  # {"score1": 7, "score2": 8}
+            found = {query.dims[i - 1]: v for i, v in labelled.items()}
+        elif query.list_key in keys:
+            raise _must_be_list(query, raw)
     if not found:
         return None
-    missing = [d for d in query.dims if found.get(d) is None]
+    values = {d: _number(v) for d, v in found.items()}
+    missing = [d for d in query.dims if values.get(d) is None]
     if missing:
         raise ScoreParseError(f"reply lacks a numeric value for {', '.join(missing)}")
-    return found  # type: ignore[return-value]
+    return values  # type: ignore[return-value]
 
 
 def _check(values: dict[str, float], query: Query) -> dict[str, float]:
@@ -112,32 +137,90 @@ def _check(values: dict[str, float], query: Query) -> dict[str, float]:
     return values
 
 
+_PAD = r"[*\"'`\s]*+"
+_VAL = rf"(?<![\d.])({_NUM})(?![\d])(?!\.\d)"
+_LIST = rf"\[\s*+({_NUM}(?:\s*+,\s*+{_NUM})*+)\s*+\]"
+
+
+def _dim_pattern(dim: str) -> str:
+    return r"(?<![A-Za-z])" + r"[\s_-]*+".join(map(re.escape, dim.split("_"))) + r"(?![A-Za-z])"
+
+
+def _one_each(found: dict[str, list[float]], what: str) -> dict[str, float]:
+    for dim, vals in found.items():
+        if len(set(vals)) > 1:
+            raise ScoreParseError(f"two different values for {dim} in the reply ({what})")
+    return {dim: vals[0] for dim, vals in found.items()}
+
+
+def _named_values(text: str, query: Query) -> tuple[dict[str, float] | None, list[str]]:
+    """Values written next to the dimension names, in one orientation for the whole reply: name first
+    ("naturalness: 8", "naturalness 10 artifacts 0", "naturalness is 8") or number first ("10
+    naturalness, 3 artifacts"). (values, the dims found) — values only when every dim was found."""
+    sep = r"(?:(?:score|rating)" + _PAD + r")?(?:(?:[:=：]|-(?!\d)|is|was|of|at)" + _PAD + r")?"
+    partial: list[str] = []
+    complete = []
+    for orientation in ("name_first", "number_first"):
+        found: dict[str, list[float]] = {}
+        for dim in query.dims:
+            if orientation == "name_first":
+                pattern = rf"{_dim_pattern(dim)}{_PAD}{sep}{_VAL}"
+            else:
+                pattern = rf"{_VAL}(?:\s*+/\s*+\d+)?{_PAD}(?:(?:points?|for|in|on)\s++)?{_dim_pattern(dim)}"
+            for m in re.finditer(pattern, text, re.IGNORECASE):
+                if orientation == "name_first":
+                    reason = _not_a_score(text[m.end(1):m.end(1) + 80], query.hi)
+                    if reason:
+                        raise ScoreParseError(f"ambiguous: {m.group(0).strip()!r} is {reason}")
+                found.setdefault(dim, []).append(float(m.group(1)))
+        if len(found) == len(query.dims):
+            complete.append(_one_each(found, orientation.replace("_", " ")))
+        elif len(found) > len(partial):
+            partial = list(found)
+    if len(complete) == 2 and complete[0] != complete[1]:
+        raise ScoreParseError("ambiguous: the numbers before and after the dimension names disagree")
+    return (complete[0] if complete else None), partial
+
+
 def _regex_values(text: str, query: Query) -> dict[str, float] | None:
+    """Values from free text. List queries: `"score": [7, 8]`, `score1: 7, score2: 8`, the dimension
+    names with numbers, then one bare `[7, 8]`. Other queries: the dimension names with numbers."""
     if query.list_key:
-        m = re.findall(rf'["\']?{query.list_key}["\']?\s*[:=]\s*\[\s*({_NUM}(?:\s*,\s*{_NUM})*)\s*\]', text,
-                       re.IGNORECASE)
-        if not m:
-            return None
-        if len(set(m)) > 1:
-            raise ScoreParseError(f"two different '{query.list_key}' lists in the reply")
-        nums = [float(x) for x in re.findall(_NUM, m[0])]
-        if len(nums) != len(query.dims):
-            raise ScoreParseError(f"'{query.list_key}' must list {len(query.dims)} values, got {len(nums)}")
-        return dict(zip(query.dims, nums))
-    out = {}
-    for dim in query.dims:
-        pattern = dim.replace("_", r"[\s_-]*")
-        hits = re.findall(rf"{pattern}\W{{0,6}}\s*[:=：]\s*\**\s*({_NUM})", text, re.IGNORECASE)
-        if not hits:
-            return None if not out else _raise_missing(dim)
-        if len({float(h) for h in hits}) > 1:
-            raise ScoreParseError(f"two different values for {dim} in the reply")
-        out[dim] = float(hits[0])
-    return out
-
-
-def _raise_missing(dim: str):
-    raise ScoreParseError(f"reply lacks a value for {dim}")
+        key = re.escape(query.list_key)
+        lists = re.findall(rf"(?<![A-Za-z]){key}{_PAD}[:=]{_PAD}{_LIST}", text, re.IGNORECASE)
+        if lists:
+            if len(set(lists)) > 1:
+                raise ScoreParseError(f"two different '{query.list_key}' lists in the reply")
+            return _list_values(re.findall(_NUM, lists[0]), query, f"'{query.list_key}'")
+        labels: dict[int, list[float]] = {}
+        for m in re.finditer(rf"(?<![A-Za-z]){key}\s*+_?\s*+([1-9])(?!\d){_PAD}[:=]{_PAD}{_VAL}", text,
+                             re.IGNORECASE):
+            labels.setdefault(int(m.group(1)), []).append(float(m.group(2)))
+        if labels:
+            wanted = set(range(1, len(query.dims) + 1))
+            if set(labels) != wanted:
+                raise ScoreParseError(f"the reply labels {', '.join(f'{query.list_key}{i}' for i in sorted(labels))}; "
+                                      f"expected {', '.join(f'{query.list_key}{i}' for i in sorted(wanted))} "
+                                      f"({', '.join(query.dims)})")
+            return _one_each({query.dims[i - 1]: v for i, v in labels.items()}, "labels")
+    named, partial = _named_values(text, query)
+    if named is not None:
+        return named
+    if query.list_key:
+        bare = {tuple(float(x) for x in re.findall(_NUM, body))
+                for body in re.findall(rf"(?<![\w\]]){_LIST}", text)}
+        fitting = {b for b in bare if len(b) == len(query.dims)}
+        if len(fitting) > 1:
+            raise ScoreParseError(f"ambiguous: several lists of {len(query.dims)} numbers in the reply")
+        if fitting:
+            return dict(zip(query.dims, next(iter(fitting))))
+        single = re.search(rf"(?<![A-Za-z]){re.escape(query.list_key)}{_PAD}[:=]{_PAD}{_VAL}", text, re.IGNORECASE)
+        if single and not partial:
+            raise _must_be_list(query, float(single.group(1)))
+    if partial:
+        missing = [d for d in query.dims if d not in partial]
+        raise ScoreParseError(f"reply lacks a value for {', '.join(missing)}")
+    return None
 
 
 def parse_values(reply: str, query: Query) -> ParsedValues:
@@ -151,9 +234,8 @@ def parse_values(reply: str, query: Query) -> ParsedValues:
     if not text:
         raise ScoreParseError("empty reply after removing the thinking block")
     candidates: list[tuple[str, Any]] = [("json", _loads_strict(text))]
-    candidates += [("fenced_json", _loads_tolerant(block.strip()))
-                   for block in re.findall(r"```(?:json|JSON)?\s*(.*?)```", text, re.DOTALL)]
-    candidates += [("embedded_json", _loads_tolerant(chunk)) for chunk in _balanced_objects(text)]
+    candidates += [("fenced_json", _loads_tolerant(block)) for block in fenced_blocks(text)]
+    candidates += [("embedded_json", _loads_tolerant(chunk)) for chunk in json_objects(text)]
     for method, obj in candidates:
         values = _values_from_obj(obj, query)
         if values is not None:
