@@ -82,8 +82,10 @@ def poison(model):
             return getattr(real_pipe, name)
 
         def __call__(self, **kwargs):
-            seen.append(len(kwargs["prompt"]))
-            if any("POISON" in p for p in kwargs["prompt"]):
+            prompts = kwargs["prompt"]
+            prompts = [prompts] if isinstance(prompts, str) else prompts  # one request: the model card's str
+            seen.append(len(prompts))
+            if any("POISON" in p for p in prompts):
                 raise RuntimeError("boom")
             return real_pipe(**kwargs)
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from src.batching import is_oom
 from src.models.base import BaseEditModel, EditRequest, EditResult, ModelError, free_memory, parse_dtype
+from src.models.diffusion import qwen_fixes
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ RESERVED_LOAD_KWARGS = frozenset({"dtype", "torch_dtype", "cache_dir"})
 # call_kwargs that are one text per prompt: a single string is repeated for every request of a batch.
 PER_PROMPT_TEXT_KWARGS = ("negative_prompt", "prompt_2", "negative_prompt_2", "prompt_3", "negative_prompt_3")
 QWEN_VL_PROCESSORS = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor")
+# Lists of one that a one-request call passes as the single value (see single_request_call).
+SINGLE_REQUEST_KWARGS = frozenset({"image", "prompt", "generator", *PER_PROMPT_TEXT_KWARGS})
 
 
 class RequestError(ValueError):
@@ -136,6 +139,14 @@ def true_cfg_info(true_cfg_scale: float, negative_prompt: str | None) -> dict[st
     """The `EditResult.info` entries of true CFG."""
     cfg = true_cfg_active(true_cfg_scale, negative_prompt)
     return {"true_cfg_scale": true_cfg_scale, "cfg_active": cfg, "negative_prompt": negative_prompt if cfg else None}
+
+
+def single_request_call(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A call for one request as model cards write it: one image, one prompt, one generator (not lists of
+    one). Identical results in diffusers 0.42 except where a pipeline treats a list differently
+    (`QwenImageEditPipeline` skips the text encoder's resize for a list, see qwen_fixes.py)."""
+    return {name: value[0] if name in SINGLE_REQUEST_KWARGS and isinstance(value, list) and len(value) == 1
+            else value for name, value in kwargs.items()}
 
 
 # ----------------------------------------------------------------------------- the editor
@@ -230,6 +241,7 @@ class DiffusersEditModel(BaseEditModel):
         if scheduler_cls is not None:
             pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
+        qwen_fixes.apply_to_pipeline(pipe)  # 3D rope positions of a Qwen-VL text encoder (qwen_fixes.py)
         pipe.to(self.device)
         self.pipe = pipe
 
@@ -254,7 +266,8 @@ class DiffusersEditModel(BaseEditModel):
 
     def _pipeline_kwargs(self, chunk: list[EditRequest], key: Hashable) -> dict[str, Any]:
         """Everything for one call except `generator` and `output_type`."""
-        kwargs: dict[str, Any] = {"image": [rgb(r.image) for r in chunk], "prompt": [r.instruction for r in chunk]}
+        images = qwen_fixes.text_encoder_images(self.pipe, [rgb(r.image) for r in chunk])
+        kwargs: dict[str, Any] = {"image": images, "prompt": [r.instruction for r in chunk]}
         for name, value in self.call_kwargs.items():
             kwargs[name] = [value] * len(chunk) if name in PER_PROMPT_TEXT_KWARGS and isinstance(value, str) else value
         return kwargs
@@ -325,6 +338,8 @@ class DiffusersEditModel(BaseEditModel):
         kwargs = self._pipeline_kwargs(chunk, key)
         kwargs["generator"] = [torch.Generator(device="cpu").manual_seed(int(req.seed)) for req in chunk]
         kwargs["output_type"] = "pil"
+        if len(chunk) == 1:
+            kwargs = single_request_call(kwargs)
         with self._calling(key), torch.inference_mode():
             output = self.pipe(**kwargs)
         images = list(output.images)

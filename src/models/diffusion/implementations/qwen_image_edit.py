@@ -57,11 +57,14 @@ from src.models.base import (
     free_memory,
     parse_dtype,
 )
+from src.models.diffusion.qwen_fixes import apply_to_pipeline as apply_rope_fix
+from src.models.diffusion.qwen_fixes import resize_for_text_encoder
 from src.models.diffusion.implementations.diffusers_generic import (
     check_number,
     check_optional_str,
     check_positive_int,
     dtype_kwarg,
+    single_request_call,
     true_cfg_active,
     true_cfg_call_kwargs,
     true_cfg_info,
@@ -293,6 +296,7 @@ class QwenImageEditModel(BaseEditModel):
         except (OSError, ValueError) as exc:
             raise ModelError(f"could not load Qwen-Image-Edit checkpoint {self.model_name!r} ({path}): {exc}") from exc
         pipe.set_progress_bar_config(disable=True)
+        apply_rope_fix(pipe)
         pipe.to(self.device)
         self.pipe = pipe
 
@@ -363,8 +367,11 @@ class QwenImageEditModel(BaseEditModel):
         if self.pipe is None:
             raise ModelError("the model was released; load() it again")
         width, height = size
+        images = [req.image.convert("RGB") for req in chunk]
         kwargs: dict[str, Any] = dict(
-            image=[req.image.convert("RGB") for req in chunk],
+            # One request: the model card's call (a single image, which the pipeline resizes for the text
+            # encoder too). Several: each pre-resized as a single image would be (qwen_fixes module doc).
+            image=images if len(chunk) == 1 else resize_for_text_encoder(self.pipe, images, width, height),
             prompt=[req.instruction for req in chunk],
             **true_cfg_call_kwargs(self.true_cfg_scale, self.negative_prompt, len(chunk)),
             height=height,
@@ -375,6 +382,8 @@ class QwenImageEditModel(BaseEditModel):
         )
         if self.guidance_scale is not None:
             kwargs["guidance_scale"] = self.guidance_scale
+        if len(chunk) == 1:
+            kwargs = single_request_call(kwargs)  # the model card's call: one image, prompt, generator
         with AREA_HOOK.applied(self.max_area), torch.inference_mode():
             images = self.pipe(**kwargs).images
         if len(images) != len(chunk):
