@@ -21,7 +21,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from src import stats
 from src.perf import format_table
+from src.scoring.headline import build_headline, mean_of_means
 from src.state import SCHEMA_VERSION, State
 
 REPORT_SCHEMA_VERSION = "1"
@@ -41,8 +43,12 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts and score statistics of a list of report pairs (std is the sample std, n - 1)."""
+def summarize(pairs: list[dict[str, Any]], *, seed: int | None = None,
+              n_resamples: int = stats.DEFAULT_N_RESAMPLES) -> dict[str, Any]:
+    """Counts and score statistics of a list of report pairs (std is the sample std, n - 1).
+
+    With a seed, the mean and every dimension mean also get `se` and a 95% bootstrap `ci95` (src/stats.py).
+    """
     counts = {s: sum(1 for p in pairs if p["status"] == s) for s in STATUSES}
     scores = [p["score"] for p in pairs if p["status"] == "scored"]
     attempted = counts["scored"] + counts["score_failed"]
@@ -51,7 +57,7 @@ def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         if p["status"] == "scored":
             for name, value in (p.get("dimensions") or {}).items():
                 dims.setdefault(name, []).append(value)
-    return {
+    out = {
         "pairs": len(pairs),
         "scored": counts["scored"],
         "failed": {s: counts[s] for s in FAILURE_STATUSES},
@@ -64,6 +70,29 @@ def summarize(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         "max": max(scores) if scores else None,
         "dimensions": {name: {"mean": statistics.fmean(v), "n": len(v)} for name, v in dims.items()},
     }
+    if seed is not None:
+        ci = stats.mean_ci(scores, seed=seed, n_resamples=n_resamples)
+        out.update(se=ci["se"], ci95=ci["ci95"])
+        for name, v in dims.items():
+            ci = stats.mean_ci(v, seed=seed, n_resamples=n_resamples)
+            out["dimensions"][name].update(se=ci["se"], ci95=ci["ci95"])
+    return out
+
+
+def aggregate(pairs: list[dict[str, Any]], categories: list[str], *, seed: int,
+              benchmark_format: str | None = None) -> dict[str, Any]:
+    """Every aggregate of a report, from its pairs alone: overall, categories, headline, uncertainty."""
+    cats = {c: summarize([p for p in pairs if p["category"] == c], seed=seed) for c in categories}
+    overall = summarize(pairs, seed=seed)
+    means = [c["mean"] for c in cats.values() if c["mean"] is not None]
+    overall["macro_mean"] = statistics.fmean(means) if means else None
+    groups = [[p["score"] for p in pairs if p["category"] == c and p["status"] == "scored"] for c in categories]
+    groups = [g for g in groups if g]
+    macro = stats.strata_ci(groups, mean_of_means, seed=seed) if groups else {"se": None, "ci95": None}
+    overall.update(macro_se=macro["se"], macro_ci95=macro["ci95"])
+    return {"overall": overall, "categories": cats,
+            "headline": build_headline(pairs, seed=seed, configured_format=benchmark_format),
+            "uncertainty": stats.describe(seed)}
 
 
 def judge_name(judge_spec: dict[str, Any]) -> str:
@@ -96,10 +125,7 @@ def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]
         for k in loads:
             loads[k] += inv["stats"].get("model_loads", {}).get(k, 0)
         swaps += inv["stats"].get("model_swaps", 0)
-    categories = {c: summarize([p for p in pairs if p["category"] == c]) for c in plan}
-    overall = summarize(pairs)
-    means = [c["mean"] for c in categories.values() if c["mean"] is not None]
-    overall["macro_mean"] = statistics.fmean(means) if means else None
+    agg = aggregate(pairs, list(plan), seed=config["seed"], benchmark_format=config["benchmark"].get("format"))
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run": {
@@ -125,8 +151,10 @@ def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]
             "invocations": [{"stage": i["stage"], "started_at": i["started_at"], "finished_at": i["finished_at"],
                              **i["stats"]} for i in invocations],
         },
-        "overall": overall,
-        "categories": categories,
+        "overall": agg["overall"],
+        "categories": agg["categories"],
+        "headline": agg["headline"],
+        "uncertainty": agg["uncertainty"],
         "pairs": pairs,
     }
 

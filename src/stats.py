@@ -9,6 +9,8 @@ Every mean a report prints gets a 95% confidence interval from a percentile boot
   per-task means, a pooled mean over strata ...). The bootstrap resamples every group independently
   (a stratified bootstrap: each resample keeps every group's size), so a "mean over the 11 task types"
   is resampled the way it was computed. se is the standard deviation of the bootstrap distribution.
+- `ratio_ci(numerators, denominators, seed=...)`: a pooled mean over units holding several values each
+  (KRIS-Bench's AVG pools 3 or 4 metric values per pair): whole units are resampled together.
 
 Why percentile and not BCa: BCa needs a jackknife over all n values (n statistic evaluations, slow at
 10,000 pairs) and is undefined on degenerate samples (all values equal), which judge scores often are;
@@ -79,6 +81,38 @@ def mean_ci(values: Sequence[float] | np.ndarray, *, seed: int,
                                 rng=np.random.default_rng(seed))
     lo, hi = res.confidence_interval
     return {"mean": mean, "se": float(scipy.stats.sem(arr, ddof=1)), "ci95": [float(lo), float(hi)], "n": n}
+
+
+def _pooled(numerators, denominators, axis=-1):
+    return np.sum(numerators, axis=axis) / np.sum(denominators, axis=axis)
+
+
+def ratio_ci(numerators: Sequence[float] | np.ndarray, denominators: Sequence[float] | np.ndarray, *, seed: int,
+             n_resamples: int = DEFAULT_N_RESAMPLES) -> dict[str, Any]:
+    """sum(numerators) / sum(denominators) with a 95% percentile-bootstrap CI over units: {value, se, ci95, n}.
+
+    A pooled mean over units that hold several values each (a pair scored on 3 or 4 metrics: numerator =
+    the sum of its values, denominator = how many): the bootstrap resamples whole units (numerator and
+    denominator together), so values of one pair stay together. se = std of the bootstrap distribution.
+    Every denominator must be positive.
+    """
+    num = _as_array(numerators, "ratio_ci numerators")
+    den = _as_array(denominators, "ratio_ci denominators")
+    if num.size != den.size:
+        raise ValueError(f"ratio_ci: {num.size} numerators but {den.size} denominators")
+    if num.size == 0:
+        return {"value": None, "se": None, "ci95": None, "n": 0}
+    if np.any(den <= 0):
+        raise ValueError(f"ratio_ci: denominators must be positive; got {sorted(set(den[den <= 0].tolist()))}")
+    n = int(num.size)
+    value = float(num.sum() / den.sum())
+    if n < 2:
+        return {"value": value, "se": None, "ci95": None, "n": n}
+    res = scipy.stats.bootstrap((num, den), _pooled, n_resamples=n_resamples, batch=_batch(2 * n), vectorized=True,
+                                paired=True, method="percentile", confidence_level=CONFIDENCE,
+                                rng=np.random.default_rng(seed))
+    lo, hi = res.confidence_interval
+    return {"value": value, "se": float(res.standard_error), "ci95": [float(lo), float(hi)], "n": n}
 
 
 def strata_ci(groups: Sequence[Sequence[float] | np.ndarray], statistic: Callable[..., Any], *, seed: int,

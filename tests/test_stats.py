@@ -97,3 +97,17 @@ def test_strata_ci_edge_cases():
 def test_describe_records_the_seed_and_method():
     d = stats.describe(11, n_resamples=500)
     assert d["seed"] == 11 and d["n_resamples"] == 500 and "percentile" in d["method"]
+
+
+def test_ratio_ci_resamples_whole_units():
+    # units (sum of values, number of values): pooled mean = 21 / 7 = 3
+    sums, counts = [6.0, 8.0, 4.0, 3.0], [2, 2, 2, 1]
+    out = stats.ratio_ci(sums, counts, seed=0)
+    assert out["value"] == 3.0 and out["n"] == 4
+    lo, hi = out["ci95"]
+    assert 2.0 <= lo <= 3.0 <= hi <= 4.0  # bounded by the smallest and largest unit means
+    assert stats.ratio_ci(sums, counts, seed=0) == out
+    # every unit with the same mean: the interval cannot move, whatever the unit sizes
+    assert stats.ratio_ci([2.0, 6.0, 4.0], [1, 3, 2], seed=0)["ci95"] == [2.0, 2.0]
+    with pytest.raises(ValueError, match="denominators must be positive"):
+        stats.ratio_ci([1.0, 2.0], [1, 0], seed=0)
