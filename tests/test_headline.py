@@ -321,3 +321,19 @@ def test_rendered_in_markdown_and_html_with_untrusted_names_escaped():
     unc = _env(False).get_template("uncertainty.md.j2").render(r=r)
     c = r["categories"]["causal_reasoning"]
     assert f"| causal\\_reasoning | 3 | {c['mean']:.2f} | [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}] |" in unc
+
+
+def test_pairs_never_edited_count_by_their_category():
+    # a pair that never reached the editor has no metadata in the report; the category names its group
+    pending = {"pair_id": "p", "category": "color_alter_cn", "status": "pending", "score": None,
+               "dimensions": None, "metadata": {}}
+    h = build_headline(gedit_pairs() + [pending], seed=SEED)
+    cn = find(h["numbers"], "cn", "SC")
+    assert cn["coverage"] == {"scored": 11, "pairs": 13, "fraction": 11 / 13}
+    # color_alter cn: (2 + 0) / 2; background_change cn: (10 + 0) / 2
+    assert cn["all_pairs"]["value"] == pytest.approx((5 + 1 + 9 * 2) / 11)
+    assert cn["scored"]["value"] == pytest.approx(30 / 11)
+    assert h["problems"] == ["pair color_alter_cn/p: Intersection_exist: missing; left out of the intersection subset"]
+    img = imgedit_pairs() + [{**pending, "category": "style"}]
+    style = find(build_headline(img, seed=SEED)["numbers"], "style", "score")
+    assert style["coverage"]["pairs"] == 3 and style["all_pairs"]["value"] == pytest.approx(2.0)

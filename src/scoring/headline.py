@@ -40,6 +40,10 @@ benchmark, a failed or missing one counted as the scale's floor: 0 on GEdit's 0-
 0-100 and on accuracy, 1 on the 1-5 scales of RISE's raw score and ImgEdit), so an editor that fails the
 hard pairs does not look better. `coverage` = scored pairs / pairs next to every number.
 
+Pairs never edited have no metadata in the report; their group is read from their category (the readers
+name GEdit categories `<task_type>_<language>`, KRIS ones by sub-task, RISE ones by category, ImgEdit ones
+by edit type), so they still count in `all_pairs` and coverage. See docs/benchmark-scores.md.
+
 Uncertainty: every number has `se` and a 95% percentile-bootstrap `ci95` (src/stats.py), resampling pairs
 within the strata the number is built from (tasks for GEdit's mean over task types), or whole pairs for the
 pooled KRIS averages; deterministic given the seed.
@@ -217,9 +221,13 @@ def _gedit(ctx: _Ctx) -> None:
     for p in ctx.pairs:
         md = p.get("metadata") or {}
         lang, task = md.get("instruction_language"), md.get("task_type")
-        if lang is None or task is None:
-            ctx.problem(p, "instruction_language/task_type", "missing (pair not edited yet, or not a GEdit pair)")
-            continue
+        if lang is None or task is None:  # a pair never edited has no metadata: its category is task_lang
+            task, _, lang = str(p["category"]).rpartition("_")
+            if task not in GEDIT_TASKS or not lang:
+                ctx.problem(p, "instruction_language/task_type", "missing, and the category is not "
+                                                                 "<task type>_<language>; left out")
+                continue
+            p = {**p, "metadata": {**md, "task_type": task, "instruction_language": lang}}
         if task not in GEDIT_TASKS:
             ctx.problem(p, "task_type", f"{task!r} is not one of the 11 GEdit-Bench task types; left out")
             continue
@@ -229,10 +237,11 @@ def _gedit(ctx: _Ctx) -> None:
         full = by_lang[lang]
         inter = []
         for p in full:
-            flag = _flag((p.get("metadata") or {}).get("Intersection_exist"))
+            raw = p["metadata"].get("Intersection_exist")
+            flag = _flag(raw)
             if flag is None:
-                ctx.problem(p, "Intersection_exist", f"{(p.get('metadata') or {}).get('Intersection_exist')!r} "
-                                                     "is not true/false; left out of the intersection subset")
+                ctx.problem(p, "Intersection_exist", ("missing" if raw is None else f"{raw!r} is not true/false")
+                            + "; left out of the intersection subset")
             elif flag:
                 inter.append(p)
         for subset, label in ((full, lang), (inter, f"{lang} ∩ intersection")):
@@ -455,6 +464,8 @@ def _imgedit(ctx: _Ctx) -> None:
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in ctx.pairs:
         t = (p.get("metadata") or {}).get("edit_type")
+        if t is None and not p.get("metadata") and p["status"] != "scored":
+            t = p["category"]  # a pair never edited has no metadata; its category is its edit type
         if t is None:
             ctx.problem(p, "edit_type", "missing; left out")
             continue
