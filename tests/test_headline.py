@@ -166,8 +166,10 @@ def test_kris_normalised_sub_task_type_meta_and_overall():
 def test_kris_sub_task_from_metadata_and_unknown_ones():
     p = pair("kris", "物理-1", "a", {"consistency": 5, "quality": 5, "instruction": 5}, sub_task="physics")
     q = pair("kris", "elsewhere", "b", {"consistency": 5, "quality": 5, "instruction": 5})
-    h = build_headline([p, q], seed=SEED)
+    r = pair("kris", "Rule_Based_Reasoning", "c", {"consistency": 3, "quality": 3, "instruction": 3, "knowledge": 3})
+    h = build_headline([p, q, r], seed=SEED)
     assert value(h["numbers"], "Natural Science", "VC") == pytest.approx(100)
+    assert value(h["numbers"], "Logical Reasoning", "KP") == pytest.approx(50)  # rule-based_reasoning
     assert h["problems"] == ["pair elsewhere/b: sub-task: category 'elsewhere' / metadata name none of the 20 "
                              "KRIS-Bench sub-tasks; left out"]
 

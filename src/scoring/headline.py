@@ -52,6 +52,7 @@ pooled KRIS averages; deterministic given the seed.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from typing import Any, Callable
 
@@ -86,6 +87,14 @@ KRIS_METRICS: dict[str, tuple[str, ...]] = {
     "KP": ("knowledge",),
 }
 KRIS_SUBTASK_OF = {sub: t for t, subs in KRIS_TYPES.items() for sub in subs}
+
+
+def _key(text: Any) -> str:
+    """A task name compared loosely: case, '-', ' ' and '_' do not matter ('rule-based_reasoning')."""
+    return re.sub(r"[\W_]+", "_", str(text).strip().lower()).strip("_")
+
+
+KRIS_SUBTASK_BY_KEY = {_key(sub): sub for sub in KRIS_SUBTASK_OF}
 
 RISE_CATEGORIES = {"temporal_reasoning": "Temporal", "causal_reasoning": "Causal", "spatial_reasoning": "Spatial",
                    "logical_reasoning": "Logical"}
@@ -287,8 +296,8 @@ def _kris_subtask(p: dict[str, Any]) -> str | None:
     candidates = [md.get(k) for k in ("sub_task", "subtask", "task", "category")]
     candidates += [p["category"], str(p["category"]).rsplit("/", 1)[-1]]
     for c in candidates:
-        if isinstance(c, str) and c in KRIS_SUBTASK_OF:
-            return c
+        if isinstance(c, str) and _key(c) in KRIS_SUBTASK_BY_KEY:
+            return KRIS_SUBTASK_BY_KEY[_key(c)]
     return None
 
 
