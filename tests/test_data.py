@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import src.data as data
+import src.data.jsonio as jsonio
 from src.data import (BenchmarkError, Benchmark, InvalidPair, PairSpec, load_benchmark, safe_name)
 
 # ----------------------------------------------------------------------------- helpers
@@ -807,7 +808,7 @@ def _expected(raw: bytes):
 @pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 11, 13, 64 * 1024])
 def test_escapes_across_reads(monkeypatch, backend, chunk):
-    monkeypatch.setattr(data, "_READ_CHUNK", chunk)
+    monkeypatch.setattr(jsonio, "_READ_CHUNK", chunk)
     monkeypatch.setattr(data, "SPOOL_MIN_CHARS", 4)
     raw = '\ufeff{"e": "\\ud83d\\ude00 \\u7269", "q": "a\\\\\\"b\\\\", "s": "\\\\", "k": "\\"\\""}'.encode()
     assert _canon(_stream(raw, backend)) == _expected(raw)
@@ -842,15 +843,15 @@ def _dump(v, ensure_ascii: bool, sep: str) -> str:
        st.sampled_from([1, 3, 8, 4096]), st.sampled_from(_backends()))
 def test_streaming_parse_equals_json(doc, ensure_ascii, sep, chunk, backend):
     raw = _dump(doc, ensure_ascii, sep).encode()
-    old = data._READ_CHUNK, data.SPOOL_MIN_CHARS
-    data._READ_CHUNK, data.SPOOL_MIN_CHARS = chunk, 3
+    old = jsonio._READ_CHUNK, data.SPOOL_MIN_CHARS
+    jsonio._READ_CHUNK, data.SPOOL_MIN_CHARS = chunk, 3
     try:
         got = _canon(_stream(raw, backend))
     except data._NotStreamable:  # only the pure-Python parser refuses some valid text (json reads it)
         assert backend == "python" and data._UNICODE_SPACE.search(raw)
         return
     finally:
-        data._READ_CHUNK, data.SPOOL_MIN_CHARS = old
+        jsonio._READ_CHUNK, data.SPOOL_MIN_CHARS = old
     assert got == _expected(raw)
 
 
@@ -869,14 +870,14 @@ def test_streaming_parse_never_differs_from_json(doc, ensure_ascii, edits, chunk
     for pos, noise, replace in edits:
         pos %= len(raw) + 1
         raw = raw[:pos] + noise + raw[pos + replace:]
-    old = data._READ_CHUNK
-    data._READ_CHUNK = chunk
+    old = jsonio._READ_CHUNK
+    jsonio._READ_CHUNK = chunk
     try:
         got = _canon(_stream(raw, backend))
     except Exception:
         return
     finally:
-        data._READ_CHUNK = old
+        jsonio._READ_CHUNK = old
     assert got == _expected(raw)
 
 
@@ -896,7 +897,7 @@ def test_existing_behaviour_under_loader_variants(tmp_path, monkeypatch, variant
     for name, value in _VARIANTS[variant].items():
         if name == "_BACKEND" and value is not None:
             value = ijson.get_backend(value)
-        monkeypatch.setattr(data, name, value)
+        monkeypatch.setattr(jsonio if name.startswith("_") else data, name, value)
     counter = iter(range(10**6))
 
     def fresh() -> Path:
