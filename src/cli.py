@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         from src.compare import compare_main
 
         return compare_main(argv[1:])
+    if argv[:1] in (["validate"], ["convert"]):  # python main.py validate|convert FILE ... (src/data/tools.py)
+        from src.data import tools
+
+        return (tools.validate_main if argv[0] == "validate" else tools.convert_main)(argv[1:])
     args = build_parser().parse_args(argv)
     setup_console_logging()
     from src.config import ConfigError, load_config
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(format_plan(plan(cfg.editor.to_dict(), cfg.judge.to_dict(), mode=cfg.mode)), flush=True)
             return 0
-        bench = load_benchmark(cfg.data_path, cfg.categories, cfg.limit)  # a bad file stops us here
+        bench = load_benchmark(cfg.data_path, cfg.categories, cfg.limit, cfg.data_format, cfg.image_root)  # a bad file stops us here
         print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
         paths = run(cfg, run_dir, args.stage, bench)
         for kind, path in paths.items():

@@ -38,14 +38,14 @@ NON_SEMANTIC_ARGS = frozenset({"batch_size", "device", "cache_dir", "max_concurr
                                "transport_retries", "backoff_s", "max_backoff_s", "api_key_env"})
 
 DEFAULTS: dict[str, Any] = {
-    "benchmark": {"data_path": None, "categories": None, "limit": None},
+    "benchmark": {"data_path": None, "categories": None, "limit": None, "format": "auto", "image_root": None},
     "prompts": {"default": "auto", "categories": {}},
     "pipeline": {"mode": "two_stage", "output_dir": "outputs", "png_compress_level": 4, "torch_threads": None,
                  "residency": "auto", "max_batch_size": 64, "batch_grow_after": None},
     "seed": 0,
 }
 SECTION_KEYS = {
-    "benchmark": {"data_path", "categories", "limit"},
+    "benchmark": {"data_path", "categories", "limit", "format", "image_root"},
     "prompts": {"default", "categories"},
     "pipeline": {"mode", "output_dir", "png_compress_level", "torch_threads", "residency", "max_batch_size",
                  "batch_grow_after"},
@@ -232,11 +232,14 @@ class RunConfig:
     residency: str = "auto"
     max_batch_size: int = 64
     batch_grow_after: int | None = None
+    data_format: str = "auto"  # benchmark.format: src.data.FORMATS or auto
+    image_root: str | None = None  # benchmark.image_root: where relative image paths of the benchmark point
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config: loading it again gives the same RunConfig."""
         return {
-            "benchmark": {"data_path": self.data_path, "categories": self.categories, "limit": self.limit},
+            "benchmark": {"data_path": self.data_path, "categories": self.categories, "limit": self.limit,
+                          "format": self.data_format, "image_root": self.image_root},
             "diffusion_model": self.editor.to_dict(),
             "reward_model": self.judge.to_dict(),
             "prompts": {"default": self.prompt_default, "categories": dict(self.prompt_categories)},
@@ -354,6 +357,17 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
     limit = bench["limit"]
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ConfigError(f"{source}: benchmark.limit must be a positive integer or null, got {limit!r}")
+    from src.data import FORMATS
+
+    data_format = bench["format"]
+    if data_format not in FORMATS + ("auto",):
+        raise ConfigError(f"{source}: benchmark.format must be one of auto, {', '.join(FORMATS)}, got "
+                          f"{data_format!r}{did_you_mean(str(data_format), FORMATS)}")
+    image_root = bench["image_root"]
+    if image_root is not None:
+        if not isinstance(image_root, str) or not image_root:
+            raise ConfigError(f"{source}: benchmark.image_root must be a folder path or null, got {image_root!r}")
+        image_root = str((base_dir / Path(image_root).expanduser()).resolve())  # relative to the config's folder
 
     if pipe["mode"] not in PIPELINE_MODES:
         raise ConfigError(f"{source}: pipeline.mode must be one of {', '.join(PIPELINE_MODES)}, got {pipe['mode']!r}"
@@ -394,6 +408,8 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
         data_path=data_path,
         categories=categories,
         limit=limit,
+        data_format=data_format,
+        image_root=image_root,
         editor=resolve_component("diffusion_model", raw["diffusion_model"], source),
         judge=resolve_component("reward_model", raw["reward_model"], source),
         prompt_default=prompts["default"],

@@ -74,7 +74,7 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
     """Run (or resume) `stage` of the benchmark in `run_dir`; return the report paths."""
     assert stage in STAGES, stage
     # --- setup: everything cheap and checkable happens before any model loads
-    bench = bench or load_benchmark(cfg.data_path, cfg.categories, cfg.limit)
+    bench = bench or load_benchmark(cfg.data_path, cfg.categories, cfg.limit, cfg.data_format, cfg.image_root)
     editor: BaseEditModel = cfg.editor.build()  # constructors are cheap: nothing loads yet
     judge: BaseRewardModel = cfg.judge.build()
     scoring = scoring_setup(cfg, bench)

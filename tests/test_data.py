@@ -278,6 +278,7 @@ BAD_PAIRS = [
     (pair("int_ins", instruction=5), "field 'edit_instruction': must be a string", True),
     (pair("no_img", original_image_b64=...), "no image field", True),
     (pair("empty_img", original_image_b64=""), "field 'original_image_b64': must be a non-empty", True),
+    (pair("null_image", original_image_b64=None), "field 'original_image_b64': image is null", True),
     (pair("bad_desc", description=["x"]), "field 'original_description': must be a string", True),
 ]
 

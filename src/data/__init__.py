@@ -72,7 +72,7 @@ SPOOL_MIN_CHARS = 2048
 SPOOL_DIR: str | None = None
 
 # format name -> module (src.data.<name>); detection tries them in this order, "native" last.
-FORMATS = ("native",)
+FORMATS = ("gedit", "kris", "rise", "imgedit", "native")
 
 
 def format_module(name: str):

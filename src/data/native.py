@@ -21,7 +21,8 @@ Pair fields (first synonym present wins; the unused synonyms are kept in ``metad
 * anything else is kept in ``metadata`` -- except base64 blobs (keys ending in ``b64``/``base64``,
   ``data:`` URLs, strings over 64 KiB), whose names are listed in ``PairSpec.omitted_fields``.
   ``metadata["source_format"]`` is ``"native"`` unless the pair has its own ``source_format`` field (a
-  file written by ``python main.py convert`` keeps the public format it came from).
+  file written by ``python main.py convert`` keeps the public format it came from; for RISEBench pairs the
+  ``category`` field stays in metadata too, as it is one of RISEBench's own fields).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ NAMED_IMAGES_FIELD = "named_images_b64"
 _KNOWN_FIELDS = set(IMAGE_B64_FIELDS + IMAGE_PATH_FIELDS + INSTRUCTION_FIELDS + DESCRIPTION_FIELDS
                     + ID_FIELDS + (REFERENCE_FIELD, NAMED_IMAGES_FIELD))
 _BIG_STRING = 64 * 1024
+# public formats whose records carry a 'category' field of their own (kept in metadata after `convert`)
+_OWN_CATEGORY_FIELD = ("rise",)
 
 
 def detect(p: Path) -> bool:
@@ -91,7 +94,10 @@ def _group_flat(items: list, shown: str, labels: list[str]) -> dict[str, list]:
                                  "of pairs needs one per pair).")
         cat = _category_name(item["category"], label, shown)
         pair = dict(item)
-        del pair["category"]
+        if _materialize(pair.get("source_format")) not in _OWN_CATEGORY_FIELD:
+            del pair["category"]  # a native pair's category field is its category, not metadata
+        # else: a pair converted from a format whose records have a 'category' field of their own (RISEBench:
+        # equal to the category): it stays in metadata as it was
         groups.setdefault(cat, []).append(pair)
     return groups
 
@@ -245,8 +251,13 @@ def _parse_pair(raw: Any, category: str, index: int, source: str, base_dir: Path
             if not p.is_file():
                 problems.append(f"field {f_path!r}: image file not found: {p}")
     else:
-        problems.append("no image field (expected 'original_image_b64', 'image_b64' or "
-                        "'original_image_path')")
+        nulls = [n for n in IMAGE_B64_FIELDS + IMAGE_PATH_FIELDS if n in raw]
+        if nulls:
+            spec.image_field = nulls[0]
+            problems.append(f"field {nulls[0]!r}: image is null")
+        else:
+            problems.append("no image field (expected 'original_image_b64', 'image_b64' or "
+                            "'original_image_path')")
 
     # extra input images (a list: original_2, original_3 ...) and named extra images ({role: base64})
     if raw.get(REFERENCE_FIELD) is not None:

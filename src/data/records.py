@@ -85,6 +85,10 @@ class PairSpec:
             self._sha256 = hashlib.sha256(raw).hexdigest()
         return _open_image(raw, self.where(self.image_field))
 
+    def image_bytes(self) -> bytes:
+        """The raw bytes of the original image (decoded base64 or file content). Raises `InvalidPair`."""
+        return self._raw_image()
+
     def image_sha256(self) -> str:
         """sha256 (hex) of the raw image bytes (decoded base64 or file content). Raises `InvalidPair`."""
         if self._sha256 is None:
@@ -111,8 +115,8 @@ class PairSpec:
             raise ValueError(f"image role {role!r} is given twice")
         self._extras.append((role, field_name, source))
 
-    def load_named_image(self, role: str) -> Image.Image:
-        """Decode the extra image of `role` (RGB, EXIF orientation applied). Raises `InvalidPair`."""
+    def named_image_bytes(self, role: str) -> bytes:
+        """The raw bytes (decoded base64 or file content) of the extra image `role`. Raises `InvalidPair`."""
         if self.error:
             raise InvalidPair(self.error)
         for name, field_name, source in self._extras:
@@ -120,19 +124,23 @@ class PairSpec:
                 where = self.where(field_name)
                 if isinstance(source, Path):
                     try:
-                        raw = source.read_bytes()
+                        return source.read_bytes()
                     except FileNotFoundError:
                         raise InvalidPair(f"{where}: image file not found: {source}") from None
                     except OSError as e:
                         raise InvalidPair(f"{where}: cannot read image file {source} ({e})") from None
-                else:
-                    try:
-                        raw = _decode_b64(_text(source))
-                    except ValueError as e:
-                        raise InvalidPair(f"{where}: not valid base64 ({e})") from None
-                return _open_image(raw, where)
+                try:
+                    return _decode_b64(_text(source))
+                except ValueError as e:
+                    raise InvalidPair(f"{where}: not valid base64 ({e})") from None
         raise KeyError(f"{self.where()}: no extra image with role {role!r} (it has: "
                        f"{', '.join(map(repr, self.image_roles)) or 'none'})")
+
+    def load_named_image(self, role: str) -> Image.Image:
+        """Decode the extra image of `role` (RGB, EXIF orientation applied). Raises `InvalidPair`."""
+        raw = self.named_image_bytes(role)
+        field_name = next(f for name, f, _ in self._extras if name == role)
+        return _open_image(raw, self.where(field_name))
 
     def named_images(self) -> dict[str, Image.Image]:
         """Every extra image by role, for the judge (``{}`` when absent). Raises `InvalidPair`."""

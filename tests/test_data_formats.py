@@ -1,0 +1,380 @@
+"""Public benchmark formats read as distributed (GEdit-Bench parquet/arrow, KRIS-Bench folders, RISEBench,
+ImgEdit), format detection, `python main.py validate` / `convert`. Every file is made here, tiny, in the
+real layout (field names from each benchmark's own files and evaluation scripts)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import src.data as data
+from src.data import BenchmarkError, InvalidPair, detect_format, load_benchmark
+from src.data import kris as kris_mod
+from src.data.tools import convert_main, validate_main
+
+
+def img_bytes(size=(12, 8), color=(10, 200, 30), fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, fmt)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- GEdit-Bench
+
+GEDIT_SCHEMA = pa.schema([
+    ("task_type", pa.string()), ("key", pa.string()), ("instruction", pa.string()),
+    ("instruction_language", pa.string()),
+    ("input_image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ("input_image_raw", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ("Intersection_exist", pa.bool_()),
+])
+
+
+def gedit_rows():
+    rows = []
+    for task in ("background_change", "color_alter"):
+        for lang in ("en", "cn"):
+            for k in range(2):
+                key = f"{task[:3]}{k}"
+                im = img_bytes(size=(10 + k, 6), color=(k * 50, 10, 10))
+                rows.append({"task_type": task, "key": key, "instruction": f"{task} {lang} {k}",
+                             "instruction_language": lang, "input_image": {"bytes": im, "path": f"{key}.png"},
+                             "input_image_raw": {"bytes": im, "path": None}, "Intersection_exist": k == 0})
+    return rows
+
+
+def write_gedit_parquet(path: Path, rows=None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows or gedit_rows(), schema=GEDIT_SCHEMA), path, row_group_size=3)
+    return path
+
+
+def write_gedit_arrow_stream(path: Path, rows=None) -> Path:
+    """What the `datasets` library keeps in its cache: the arrow IPC stream format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows or gedit_rows(), schema=GEDIT_SCHEMA)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=5)
+    return path
+
+
+def check_gedit(bm):
+    assert bm.format == "gedit"
+    assert bm.categories == ["background_change_en", "background_change_cn", "color_alter_en", "color_alter_cn"]
+    p = bm.pairs["color_alter_cn"][1]
+    assert (p.pair_id, p.instruction) == ("col1", "color_alter cn 1")
+    assert p.metadata == {"task_type": "color_alter", "key": "col1", "instruction": "color_alter cn 1",
+                          "instruction_language": "cn", "Intersection_exist": False, "source_format": "gedit"}
+    assert p.omitted_fields == ["input_image", "input_image_raw"]
+    assert p.load_image().size == (11, 6) and p.image_roles == []
+    assert p.image_sha256() == __import__("hashlib").sha256(img_bytes(size=(11, 6), color=(50, 10, 10))).hexdigest()
+
+
+def test_gedit_parquet_file_and_hub_folder(tmp_path):
+    f = write_gedit_parquet(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet")
+    assert detect_format(f) == "gedit" and detect_format(tmp_path / "repo") == "gedit"
+    check_gedit(load_benchmark(f))
+    check_gedit(load_benchmark(tmp_path / "repo"))
+
+
+def test_gedit_datasets_cache_arrow(tmp_path):
+    cache = tmp_path / "datasets" / "stepfun-ai___ge_dit-bench" / "default" / "0.0.0" / "abc123"
+    write_gedit_arrow_stream(cache / "ge_dit-bench-train.arrow")
+    (cache / "dataset_info.json").write_text("{}")
+    check_gedit(load_benchmark(tmp_path / "datasets"))
+
+
+def test_gedit_two_cached_versions_refused(tmp_path):
+    write_gedit_arrow_stream(tmp_path / "v1" / "a.arrow")
+    write_gedit_arrow_stream(tmp_path / "v2" / "a.arrow")
+    with pytest.raises(BenchmarkError, match="in 2 folders.*Point benchmark.data_path at one"):
+        load_benchmark(tmp_path)
+
+
+def test_gedit_bad_rows_are_pair_errors(tmp_path):
+    rows = gedit_rows()[:3]
+    rows[1]["input_image"] = None
+    rows[2]["instruction"] = "   "
+    bm = load_benchmark(write_gedit_parquet(tmp_path / "g.parquet", rows))
+    a, b, c = bm.pairs["background_change_en"] + bm.pairs["background_change_cn"][:1]
+    assert a.error is None
+    assert b.error == "g.parquet, category 'background_change_en', pair 'bac1': field 'input_image': image is null"
+    assert "field 'instruction': the edit instruction is empty" in c.error
+    with pytest.raises(InvalidPair, match="image is null"):
+        b.load_image()
+
+
+def test_gedit_wrong_columns(tmp_path):
+    f = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"a": [1]}), f)
+    with pytest.raises(BenchmarkError, match=r"not GEdit-Bench data: no column\(s\) 'task_type'"):
+        load_benchmark(f)
+    (tmp_path / "y.arrow").write_bytes(b"not arrow at all")
+    with pytest.raises(BenchmarkError, match="not a readable parquet/arrow file"):
+        load_benchmark(tmp_path / "y.arrow")
+
+
+# ----------------------------------------------------------------------------- KRIS-Bench
+
+
+def write_kris(root: Path) -> Path:
+    tasks = {
+        "count_change": {"1": {"ori_img": "1.jpg", "ins_en": "Add one apple.", "explain_en": ""},
+                         "2": {"ori_img": "2.jpg", "ins_en": "Remove a cup.", "explain_en": "", "extra": [1, 2]}},
+        "viewpoint_change": {"1": {"ori_img": "1.jpg", "gt_img": "1_gt.jpg", "ins_en": "View from above.",
+                                   "explain_en": ""}},
+        "multi-element_composition": {"7": {"ori_img": ["7-1.jpg", "7-2.jpg", "7-3.jpg"],
+                                            "ins_en": "Put them together.", "explain_en": ""}},
+        "physics": {"3": {"ori_img": "3.jpg", "ins_en": "Heat the ice.", "explain_en": "Ice melts."},
+                    "4": {"ori_img": "missing.jpg", "ins_en": "Drop it.", "explain_en": "Gravity."},
+                    "5": "not a record"},
+        "my_own_task": {"1": {"ori_img": "1.jpg", "ins_en": "x", "explain_en": ""}},
+    }
+    for task, ann in tasks.items():
+        d = root / task
+        d.mkdir(parents=True)
+        (d / "annotation.json").write_text(json.dumps(ann, ensure_ascii=False), encoding="utf-8")
+        for rec in ann.values():
+            if isinstance(rec, dict):
+                names = rec["ori_img"] if isinstance(rec["ori_img"], list) else [rec["ori_img"]]
+                for i, name in enumerate(names + ([rec["gt_img"]] if "gt_img" in rec else [])):
+                    if name != "missing.jpg":
+                        (d / name).write_bytes(img_bytes(size=(8 + i, 8), fmt="JPEG"))
+    return root
+
+
+def test_kris_folder(tmp_path):
+    root = write_kris(tmp_path / "KRIS_Bench")
+    assert detect_format(root) == "kris" and detect_format(root / "physics") == "kris"
+    assert detect_format(root / "physics" / "annotation.json") == "kris"
+    bm = load_benchmark(root)
+    assert bm.format == "kris"
+    # the official summary's order, unknown folders last
+    assert bm.categories == ["count_change", "viewpoint_change", "physics", "multi-element_composition", "my_own_task"]
+    c2 = bm.pairs["count_change"][1]
+    assert c2.metadata == {"ori_img": "2.jpg", "ins_en": "Remove a cup.", "explain_en": "", "extra": [1, 2],
+                           "sub_task": "count_change", "dimension": "Attribute Perception",
+                           "knowledge_type": "Factual Knowledge", "knowledge_task": False, "source_format": "kris"}
+    assert c2.instruction == "Remove a cup." and c2.load_image().size == (8, 8)
+
+    view = bm.pairs["viewpoint_change"][0]
+    assert view.image_roles == ["reference"] and view.editor_roles == [] and view.extra_images() == []
+    assert view.named_images()["reference"].size == (9, 8)  # gt_img reaches the judge, never the editor
+
+    multi = bm.pairs["multi-element_composition"][0]
+    assert multi.image_roles == ["original_2", "original_3"] == multi.editor_roles
+    assert [im.size for im in multi.extra_images()] == [(9, 8), (10, 8)]
+    assert multi.metadata["dimension"] == "Instruction Decomposition"
+
+    phys = bm.pairs["physics"]
+    assert phys[0].metadata["knowledge_task"] is True and phys[0].metadata["explain_en"] == "Ice melts."
+    assert phys[0].metadata["knowledge_type"] == "Conceptual Knowledge"
+    assert phys[1].error.startswith("physics/annotation.json, category 'physics', pair '4': field 'ori_img': "
+                                    "image file not found:")
+    assert "the record is a string, not an object" in phys[2].error
+    assert bm.pairs["my_own_task"][0].metadata["dimension"] is None
+
+
+def test_kris_groups_cover_the_official_summary():
+    assert len(kris_mod.TASK_ORDER) == 20 == len(set(kris_mod.TASK_ORDER))
+    assert sum(kris_mod.groups_of(t)["knowledge_task"] for t in kris_mod.TASK_ORDER) == 10
+    assert {kris_mod.groups_of(t)["knowledge_type"] for t in kris_mod.TASK_ORDER} == {
+        "Factual Knowledge", "Conceptual Knowledge", "Procedural Knowledge"}
+
+
+def test_kris_single_task_and_bad_annotation(tmp_path):
+    root = write_kris(tmp_path / "K")
+    bm = load_benchmark(root / "viewpoint_change")
+    assert bm.categories == ["viewpoint_change"]
+    (root / "physics" / "annotation.json").write_text("[1, 2]")
+    with pytest.raises(BenchmarkError, match="physics/annotation.json: expected an object mapping image id"):
+        load_benchmark(root)
+    (root / "physics" / "annotation.json").write_text('{"3": {"ori_img": "3.jpg"}, "3": {}}')
+    with pytest.raises(BenchmarkError, match="repeats the id"):
+        load_benchmark(root)
+
+
+# ----------------------------------------------------------------------------- RISEBench
+
+
+def write_rise(root: Path) -> Path:
+    records = [
+        {"index": "temporal_reasoning_1", "category": "temporal_reasoning", "subtask": "Life Progression",
+         "instruction": "Draw it a year later.", "image": "temporal_reasoning_images/1.png",
+         "reference": "Rotten, blackened banana."},
+        {"index": "causal_reasoning_1", "category": "causal_reasoning", "subtask": "State Transition",
+         "instruction": "Show it after heating.", "image": "causal_reasoning_images/1.png", "reference": "Melted."},
+        {"index": "logical_reasoning_1", "category": "logical_reasoning", "subtask": "Puzzle Solving",
+         "instruction": "Solve the maze.", "image": "logical_reasoning_images/1.png",
+         "reference_img": "logical_reasoning_images/1_ref.png", "consistency_free": None},
+        {"index": "spatial_reasoning_1", "category": "spatial_reasoning", "subtask": "Viewpoint Generation",
+         "instruction": "Top view.", "image": "spatial_reasoning_images/9.png", "reference": "A circle."},
+    ]
+    for rec in records:
+        for key in ("image", "reference_img"):
+            if rec.get(key) and "9.png" not in rec[key]:
+                (root / rec[key]).parent.mkdir(parents=True, exist_ok=True)
+                (root / rec[key]).write_bytes(img_bytes(size=(6, 6) if key == "image" else (7, 5)))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "data_total.json").write_text(json.dumps(records, indent=1))
+    return root / "data_total.json"
+
+
+def test_rise_every_pair_valid(tmp_path):
+    """Before: RISEBench loaded through the native reader and every pair was invalid (no image field)."""
+    f = write_rise(tmp_path / "data")
+    assert detect_format(f) == "rise"
+    bm = load_benchmark(f)
+    assert bm.format == "rise"
+    assert bm.categories == ["temporal_reasoning", "causal_reasoning", "logical_reasoning", "spatial_reasoning"]
+    t = bm.pairs["temporal_reasoning"][0]
+    assert (t.pair_id, t.instruction, t.error) == ("temporal_reasoning_1", "Draw it a year later.", None)
+    assert t.metadata == {"index": "temporal_reasoning_1", "category": "temporal_reasoning",
+                          "subtask": "Life Progression", "instruction": "Draw it a year later.",
+                          "image": "temporal_reasoning_images/1.png", "reference": "Rotten, blackened banana.",
+                          "source_format": "rise"}
+    logic = bm.pairs["logical_reasoning"][0]
+    assert logic.image_roles == ["reference"] and logic.extra_images() == []
+    assert logic.named_images()["reference"].size == (7, 5) and logic.load_image().size == (6, 6)
+    spatial = bm.pairs["spatial_reasoning"][0]
+    assert "field 'image': image file not found" in spatial.error
+    assert sum(p.error is None for p in bm.iter_pairs()) == 3
+
+
+def test_rise_renamed_file_detected_and_missing_category(tmp_path):
+    f = write_rise(tmp_path / "d")
+    g = tmp_path / "d" / "subset.json"
+    g.write_text(f.read_text())
+    assert detect_format(g) == "rise"
+    recs = json.loads(f.read_text())
+    del recs[1]["category"]
+    f.write_text(json.dumps(recs))
+    with pytest.raises(BenchmarkError, match=r"entry 1 \(index 'causal_reasoning_1'\) has no usable 'category'"):
+        load_benchmark(f)
+
+
+# ----------------------------------------------------------------------------- ImgEdit
+
+
+def write_imgedit(root: Path, images: Path | None = None) -> Path:
+    images = images or root
+    doc = {"1082": {"id": "animal/000342021.jpg", "prompt": "Make the shell smooth.", "edit_type": "alter"},
+           "673": {"id": "style/000278574.jpg", "prompt": "Ukiyo-e style.", "edit_type": "style"},
+           "97": {"id": "for_add/000236569.jpg", "prompt": "Add a chandelier.", "edit_type": "add"},
+           "5": {"id": "animal/nope.jpg", "prompt": "x", "edit_type": "alter"}}
+    for rec in doc.values():
+        if "nope" not in rec["id"]:
+            (images / rec["id"]).parent.mkdir(parents=True, exist_ok=True)
+            (images / rec["id"]).write_bytes(img_bytes(size=(5, 9), fmt="JPEG"))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "basic_edit.json").write_text(json.dumps(doc, indent=4))
+    return root / "basic_edit.json"
+
+
+def test_imgedit(tmp_path):
+    f = write_imgedit(tmp_path / "Basic")
+    assert detect_format(f) == "imgedit"
+    bm = load_benchmark(f)
+    assert bm.categories == ["alter", "style", "add"]
+    p = bm.pairs["alter"][0]
+    assert (p.pair_id, p.instruction) == ("1082", "Make the shell smooth.")
+    assert p.metadata == {"id": "animal/000342021.jpg", "prompt": "Make the shell smooth.", "edit_type": "alter",
+                          "key": "1082", "source_format": "imgedit"}
+    assert p.load_image().size == (5, 9)
+    bad = bm.pairs["alter"][1]
+    assert "field 'id': image file not found" in bad.error and "set benchmark.image_root" in bad.error
+
+
+def test_imgedit_image_root_and_renamed_file(tmp_path):
+    f = write_imgedit(tmp_path / "json", images=tmp_path / "origin")
+    g = tmp_path / "json" / "edits.json"
+    g.write_text(f.read_text())
+    assert detect_format(g) == "imgedit"
+    assert load_benchmark(g).pairs["style"][0].error is not None  # images are elsewhere
+    bm = load_benchmark(g, image_root=tmp_path / "origin")
+    assert bm.pairs["style"][0].load_image().size == (5, 9)
+
+
+# ----------------------------------------------------------------------------- detection, format choice
+
+
+def test_native_still_detected_and_format_override(tmp_path):
+    f = tmp_path / "b.json"
+    f.write_text(json.dumps({"c": [{"pair_id": "a", "edit_instruction": "x", "original_image_b64": "AAAA",
+                                    "edit_type": "add", "prompt": "p", "id": "q"}]}))
+    assert detect_format(f) == "native"
+    with pytest.raises(BenchmarkError, match="expected a list of RISEBench records"):
+        load_benchmark(f, format="rise")
+    with pytest.raises(BenchmarkError, match="unknown benchmark format 'krs'.*Did you mean 'kris'"):
+        load_benchmark(f, format="krs")
+    with pytest.raises(BenchmarkError, match="is a directory, and not one of the folder formats"):
+        load_benchmark(tmp_path)
+
+
+def test_config_format_and_image_root(tmp_path):
+    from src.config import ConfigError, load_config
+
+    f = write_imgedit(tmp_path / "j", images=tmp_path / "o")
+    cfg_path = Path("config.yaml").resolve()
+    cfg = load_config(cfg_path, [f"benchmark.data_path={f}", "benchmark.format=imgedit",
+                                 f"benchmark.image_root={tmp_path / 'o'}"])
+    assert (cfg.data_format, cfg.image_root) == ("imgedit", str(tmp_path / "o"))
+    assert cfg.to_dict()["benchmark"]["format"] == "imgedit"
+    with pytest.raises(ConfigError, match="benchmark.format must be one of auto, gedit"):
+        load_config(cfg_path, ["benchmark.format=gedt"])
+
+
+# ----------------------------------------------------------------------------- validate / convert
+
+
+def test_validate_reports_every_problem(tmp_path, capsys):
+    root = write_kris(tmp_path / "K")
+    assert validate_main([str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "problem: physics/annotation.json, category 'physics', pair '4': field 'ori_img': image file not found" in out
+    assert "pair '5'" in out and "2 invalid pair(s), 2 problem(s)" in out
+    # a corrupt image is found by decoding, named with its field
+    (root / "viewpoint_change" / "1_gt.jpg").write_bytes(b"garbage")
+    assert validate_main([str(root)]) == 2
+    assert "category 'viewpoint_change', pair '1', field 'gt_img': not a recognised image" in capsys.readouterr().out
+    f = write_rise(tmp_path / "r")
+    (tmp_path / "r" / "spatial_reasoning_images").mkdir()
+    (tmp_path / "r" / "spatial_reasoning_images" / "9.png").write_bytes(img_bytes())
+    assert validate_main([str(f)]) == 0
+    assert "4 pairs in 4 categories; 0 invalid pair(s), 0 problem(s): clean." in capsys.readouterr().out
+    assert validate_main([str(tmp_path / "nothing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["gedit", "kris", "rise", "imgedit"])
+def test_convert_round_trip(tmp_path, capsys, fmt):
+    src = {"gedit": lambda: write_gedit_parquet(tmp_path / "g.parquet"), "kris": lambda: write_kris(tmp_path / "K"),
+           "rise": lambda: write_rise(tmp_path / "r"), "imgedit": lambda: write_imgedit(tmp_path / "i")}[fmt]()
+    out = tmp_path / "out.jsonl"
+    before = load_benchmark(src)
+    n_valid = sum(p.error is None for p in before.iter_pairs())
+    code = convert_main([str(src), "--to", "jsonl", "--out", str(out)])
+    assert code == (0 if n_valid == len(before) else 2)
+    assert f"{n_valid} pairs written ({fmt} -> jsonl, read back identical)" in capsys.readouterr().out
+    after = load_benchmark(out)
+    assert after.format == "native"
+    old = {(p.category, p.pair_id): p for p in before.iter_pairs() if p.error is None}
+    new = {(p.category, p.pair_id): p for p in after.iter_pairs()}
+    assert old.keys() == new.keys()
+    for k, p in new.items():
+        q = old[k]
+        assert (p.instruction, p.metadata, p.image_roles) == (q.instruction, q.metadata, q.image_roles)
+        assert p.metadata["source_format"] == fmt
+        assert p.image_sha256() == q.image_sha256()
+        assert {r: im.size for r, im in p.named_images().items()} == {r: im.size for r, im in q.named_images().items()}
+        assert p.editor_roles == q.editor_roles
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+    assert convert_main([str(src), "--to", "jsonl", "--out", str(out)]) == 2  # exists: refused without --force
+    assert "exists" in capsys.readouterr().err
