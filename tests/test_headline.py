@@ -339,3 +339,71 @@ def test_pairs_never_edited_count_by_their_category():
     img = imgedit_pairs() + [{**pending, "category": "style"}]
     style = find(build_headline(img, seed=SEED)["numbers"], "style", "score")
     assert style["coverage"]["pairs"] == 3 and style["all_pairs"]["value"] == pytest.approx(2.0)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_served_viescore_judge_run_reports_the_gedit_headline(tmp_path, monkeypatch):
+    """A real run: GEdit-style pairs (native file keeping `source_format: gedit`), the fake editor, the
+    OpenAI-compatible judge with the viescore protocol against a scripted local server; the headline in
+    report.json / report.md equals the hand-computed GEdit numbers."""
+    import json
+    import re
+
+    from tests.conftest import png_b64, write_config
+    from tests.openai_server import ScriptedOpenAIServer, ok
+    from tests.test_pipeline import report_of, run_main
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("HEADLINE_TEST_KEY", "k")
+    # (task, language, SC the judge gives, Intersection_exist); SC "x" = an unreadable reply
+    plan = [("background_change", "en", 4, True), ("background_change", "en", 9, False),
+            ("color_alter", "en", 1, True), ("background_change", "cn", 6, True), ("color_alter", "cn", "x", True)]
+    data = {}
+    for i, (task, lang, sc, inter) in enumerate(plan):
+        data.setdefault(f"{task}_{lang}", {"data_pairs": []})["data_pairs"].append(
+            {"pair_id": f"k{i}", "original_image_b64": png_b64((30 * i, 90, 120)), "edit_instruction": f"edit SC={sc}",
+             "task_type": task, "instruction_language": lang, "Intersection_exist": inter, "source_format": "gedit"})
+    bench = tmp_path / "gedit_like.json"
+    bench.write_text(json.dumps(data), encoding="utf-8")
+
+    def reply(body):
+        parts = [c for m in body["messages"] if m["role"] == "user" for c in m["content"]
+                 if isinstance(m["content"], list)]
+        text = " ".join(c.get("text", "") for c in parts if c.get("type") == "text")
+        images = sum(1 for c in parts if c.get("type") == "image_url")
+        if images == 1:  # PQ: the edited image alone
+            return ok('{"score": [9, 10], "reasoning": "clean"}')
+        sc = re.search(r"SC=(\w+)", text).group(1)
+        return ok("no idea" if sc == "x" else f'{{"score": [{sc}, 10], "reasoning": "seen"}}')
+
+    srv = ScriptedOpenAIServer().start()
+    srv.handler = reply
+    try:
+        cfg = write_config(tmp_path / "c.yaml", bench, judge={
+            "class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
+            "init_args": {"model": "m", "base_url": srv.base_url, "api_key_env": "HEADLINE_TEST_KEY",
+                          "protocol": "viescore", "backoff_s": 0.01, "max_retries": 1}}, seed=5)
+        assert run_main("--config", cfg, "--run-name", "g") == 0
+    finally:
+        srv.stop()
+    report = report_of(tmp_path / "outputs" / "g")
+    h = report["headline"]
+    assert h["format"] == "gedit" and report["uncertainty"]["seed"] == 5
+    n = h["numbers"]
+    # O = sqrt(SC * 9) = 3 sqrt(SC): en background_change (6 + 9)/2, color_alter 3
+    assert value(n, "en", "O") == pytest.approx((7.5 + 3) / 2)
+    assert value(n, "en", "SC") == pytest.approx((6.5 + 1) / 2)
+    assert value(n, "en", "PQ") == pytest.approx(9)
+    assert value(n, "en ∩ intersection", "O") == pytest.approx((6 + 3) / 2)
+    cn = find(n, "cn", "O")
+    assert cn["scored"]["value"] == pytest.approx(math.sqrt(54)) and cn["tasks_without_scores"] == [
+        t for t in GEDIT_TASKS if t != "background_change"]
+    assert cn["all_pairs"]["value"] == pytest.approx(math.sqrt(54) / 2)
+    assert cn["coverage"] == {"scored": 1, "pairs": 2, "fraction": 0.5}
+    assert build_headline(report["pairs"], seed=5) == h  # recomputable from the pairs
+    md = (tmp_path / "outputs" / "g" / "report.md").read_text(encoding="utf-8")
+    assert "## Benchmark score" in md and f"| en | O | {(7.5 + 3) / 2:.2f}" in md
