@@ -97,18 +97,42 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, seed: int = 0,
 _CORR = {"spearman": stats.spearmanr, "kendall": stats.kendalltau, "pearson": stats.pearsonr}
 
 
-def _corr_value(name: str, x: np.ndarray, y: np.ndarray) -> float:
+def _pearson_vec(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return stats.pearsonr(x, y, axis=axis).statistic  # nan for a constant resample
+
+
+def _spearman_vec(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho of many resamples at once: Pearson's r of the ranks (average ties), as scipy defines it."""
+    return _pearson_vec(stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis), axis=axis)
+
+
+def _kendall_vec(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Kendall's tau-b of many resamples at once: sum sgn(dx) sgn(dy) / sqrt(sum sgn(dx)^2 sum sgn(dy)^2)
+    over all pairs (scipy.stats.kendalltau loops over resamples in Python; a test checks equality)."""
+    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+    sx = np.sign(x[..., :, None] - x[..., None, :])
+    sy = np.sign(y[..., :, None] - y[..., None, :])
+    with np.errstate(all="ignore"):
+        return (sx * sy).sum(axis=(-2, -1)) / np.sqrt((sx * sx).sum(axis=(-2, -1)) * (sy * sy).sum(axis=(-2, -1)))
+
+
+def _kendall_one(x: np.ndarray, y: np.ndarray) -> float:
     if np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(_CORR[name](x, y).statistic)
+    return float(stats.kendalltau(x, y).statistic)
+
+
+KENDALL_VECTOR_MAX_N = 150
+_VEC = {"spearman": _spearman_vec, "kendall": _kendall_vec, "pearson": _pearson_vec}
 
 
 def correlations(x: Sequence[float], y: Sequence[float], *, seed: int = 0, n_resamples: int = 1000,
                  methods: Sequence[str] = ("spearman", "kendall", "pearson")) -> dict[str, Any]:
-    """{n, spearman: {r, p, ci95}, kendall: {...}, pearson: {...}}; r is None when undefined
-    (fewer than 3 pairs, or one side constant)."""
+    """{n, spearman: {r, p, ci95}, kendall: {...}, pearson: {...}}: r and p from scipy.stats, the CI a
+    percentile bootstrap resampling the pairs together; r is None when undefined (fewer than 3 pairs, or
+    one side constant). Resamples where r is undefined (constant) are left out of the CI."""
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
@@ -119,9 +143,16 @@ def correlations(x: Sequence[float], y: Sequence[float], *, seed: int = 0, n_res
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 res = _CORR[name](a, b)
-            entry["r"], entry["p"] = _finite(res.statistic), _finite(res.pvalue)
-            boot = stats.bootstrap((a, b), lambda u, v: _corr_value(name, u, v), paired=True, vectorized=False,
-                                   n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+                entry["r"], entry["p"] = _finite(res.statistic), _finite(res.pvalue)
+                if name == "kendall" and a.size > KENDALL_VECTOR_MAX_N:  # pairwise signs grow as n^2: loop
+                    boot = stats.bootstrap((a, b), lambda u, v: _kendall_one(u, v), paired=True, vectorized=False,
+                                           n_resamples=n_resamples, method="percentile",
+                                           rng=np.random.default_rng(seed))
+                else:
+                    batch = max(1, 2_000_000 // (a.size * a.size)) if name == "kendall" else None
+                    boot = stats.bootstrap((a, b), _VEC[name], paired=True, vectorized=True, batch=batch,
+                                           n_resamples=n_resamples, method="percentile",
+                                           rng=np.random.default_rng(seed))
             entry["ci95"] = _ci(boot)
         out[name] = entry
     return out

@@ -225,10 +225,80 @@ def _env(autoescape: bool) -> Environment:
 
 
 def write_reports(state: State, run_dir: Path, scoring_fp: str) -> dict[str, Path]:
+    """Write the reports of the run from its records; return the top-level report paths.
+
+    - `report.json/.md/.html` at the top of the run folder: the report of `scoring_fp`, the judge of
+      this invocation (the latest judge), as always.
+    - `reports/<judge>/report.json/.md/.html`: one report per judge that scored this run's edits (and
+      the current one), never overwritten by another judge; `<judge>` is the judge's model name plus 8
+      hex digits of its scoring fingerprint (`judge_folder`).
+    - `reports/index.json/.md/.html`: the judges, and their agreement when several scored the same
+      edits (src/agreement.py).
+    Image links in the per-judge HTML go through `root` ("../../"), so they resolve from that folder.
+    """
     report = build_report(state, scoring_fp, run_dir.name)
-    paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
+    judges = _judge_reports(state, run_dir.name, report)
+    index = Path("reports") / "index.md" if len(judges) > 1 else None
+    paths = _write_report_files(report, run_dir, root="", judges_index=index)
+    for name, rep in judges.items():
+        _write_report_files(rep, run_dir / "reports" / name, root="../../", judges_index=Path("..") / "index.md"
+                            if index else None)
+    write_judges_index(run_dir / "reports", judges, latest=judge_folder(report))
+    return paths
+
+
+def judge_folder(report: dict[str, Any]) -> str:
+    """The folder name of a judge's reports: its model name (last path part) + 8 hex of its scoring fingerprint."""
+    from src.data import safe_name
+
+    name = str(report["run"]["judge_name"]).rstrip("/").rsplit("/", 1)[-1] or "judge"
+    return f"{safe_name(name)}-{report['run']['scoring_fingerprint'][:8]}"
+
+
+def _judge_reports(state: State, run_name: str, current: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every judge with score records in this run (oldest first by its latest invocation), and the current one."""
+    scored = set(state.judge_fingerprints())
+    order: list[str] = []
+    for inv in state.invocations():
+        fp = inv["judge_fingerprint"]
+        if fp in scored or fp == current["run"]["scoring_fingerprint"]:
+            if fp in order:
+                order.remove(fp)
+            order.append(fp)
+    out: dict[str, dict[str, Any]] = {}
+    for fp in order:
+        rep = current if fp == current["run"]["scoring_fingerprint"] else build_report(state, fp, run_name)
+        out[judge_folder(rep)] = rep
+    return out
+
+
+def _write_report_files(report: dict[str, Any], folder: Path, root: str, judges_index: Path | None) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "report.json", "md": folder / "report.md", "html": folder / "report.html"}
     paths["json"].write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
-    context = {"r": report, "failures": [p for p in report["pairs"] if p["status"] in FAILURE_STATUSES]}
+    context = {"r": report, "failures": [p for p in report["pairs"] if p["status"] in FAILURE_STATUSES],
+               "root": root, "judges_index": judges_index.as_posix() if judges_index else None}
     paths["md"].write_text(_env(False).get_template("report.md.j2").render(**context), encoding="utf-8")
     paths["html"].write_text(_env(True).get_template("report.html.j2").render(**context), encoding="utf-8")
+    return paths
+
+
+def write_judges_index(folder: Path, judges: dict[str, dict[str, Any]], latest: str) -> dict[str, Path]:
+    """reports/index.*: one line per judge and, with several judges, their agreement on the same edits."""
+    from src.agreement import judge_agreement
+
+    folder.mkdir(parents=True, exist_ok=True)
+    index = {
+        "latest": latest,
+        "judges": [{"name": name, "judge": rep["run"]["judge_name"], "class_path": rep["run"]["judge"]["class_path"],
+                    "protocol": (rep["run"]["judge"].get("init_args") or {}).get("protocol") or "category_0to10",
+                    "scoring_fingerprint": rep["run"]["scoring_fingerprint"], "pairs": rep["overall"]["pairs"],
+                    "scored": rep["overall"]["scored"], "mean": rep["overall"]["mean"],
+                    "report": f"{name}/report.json"} for name, rep in judges.items()],
+        "agreement": judge_agreement(judges),
+    }
+    paths = {"json": folder / "index.json", "md": folder / "index.md", "html": folder / "index.html"}
+    paths["json"].write_text(json.dumps(index, ensure_ascii=False, indent=2), encoding="utf-8")
+    paths["md"].write_text(_env(False).get_template("judges_index.md.j2").render(ix=index), encoding="utf-8")
+    paths["html"].write_text(_env(True).get_template("judges_index.html.j2").render(ix=index), encoding="utf-8")
     return paths
