@@ -2,7 +2,7 @@
 
 For every two judges, on the pairs both scored (the same edit: a judge's score is only shown for the
 edit it scored), per category and overall: Spearman, Kendall (tau-b) and Pearson with scipy p-values
-and paired-bootstrap 95% CIs (`src.compare_stats.correlations`), and the pairs where they disagree
+and paired-bootstrap 95% CIs (`src.stats.correlations`), and the pairs where they disagree
 most. Judges may use different scales (0–10, 1–5), so disagreement is measured on ranks: each score
 becomes its percentile rank among that judge's scores of the common pairs (`scipy.stats.rankdata`,
 average ties, divided by n), and the disagreement of a pair is the absolute difference of its two
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from src.compare_stats import METHOD, correlations
+from src.stats import METHOD, correlations
 
 AGREEMENT_RESAMPLES = 1000
 TOP_DISAGREEMENTS = 10

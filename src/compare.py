@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.compare_stats import METHOD, N_RESAMPLES, mean_ci, paired_difference
+from src.stats import DEFAULT_N_RESAMPLES as N_RESAMPLES, METHOD, mean_ci, paired_difference
 
 log = logging.getLogger("ieb")
 

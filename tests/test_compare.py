@@ -10,7 +10,7 @@ import pytest
 
 from src.cli import main
 from src.compare import CompareError, compare_runs, find_runs
-from src.compare_stats import mean_ci, paired_difference
+from src.stats import mean_ci, paired_difference
 from tests.conftest import make_benchmark, write_config
 from tests.run_records import judge_spec, write_run
 
