@@ -345,14 +345,14 @@ def test_pairs_never_edited_count_by_their_category():
 
 
 def test_served_viescore_judge_run_reports_the_gedit_headline(tmp_path, monkeypatch):
-    """A real run: GEdit-style pairs (native file keeping `source_format: gedit`), the fake editor, the
+    """A real run on a GEdit-Bench parquet file in the dataset's layout, the fake editor, the
     OpenAI-compatible judge with the viescore protocol against a scripted local server; the headline in
     report.json / report.md equals the hand-computed GEdit numbers."""
-    import json
     import re
 
-    from tests.conftest import png_b64, write_config
+    from tests.conftest import write_config
     from tests.openai_server import ScriptedOpenAIServer, ok
+    from tests.test_data_formats import img_bytes, write_gedit_parquet
     from tests.test_pipeline import report_of, run_main
 
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
@@ -362,13 +362,13 @@ def test_served_viescore_judge_run_reports_the_gedit_headline(tmp_path, monkeypa
     # (task, language, SC the judge gives, Intersection_exist); SC "x" = an unreadable reply
     plan = [("background_change", "en", 4, True), ("background_change", "en", 9, False),
             ("color_alter", "en", 1, True), ("background_change", "cn", 6, True), ("color_alter", "cn", "x", True)]
-    data = {}
+    rows = []
     for i, (task, lang, sc, inter) in enumerate(plan):
-        data.setdefault(f"{task}_{lang}", {"data_pairs": []})["data_pairs"].append(
-            {"pair_id": f"k{i}", "original_image_b64": png_b64((30 * i, 90, 120)), "edit_instruction": f"edit SC={sc}",
-             "task_type": task, "instruction_language": lang, "Intersection_exist": inter, "source_format": "gedit"})
-    bench = tmp_path / "gedit_like.json"
-    bench.write_text(json.dumps(data), encoding="utf-8")
+        im = img_bytes(size=(10 + i, 8), color=(30 * i, 90, 120))
+        rows.append({"task_type": task, "key": f"k{i}", "instruction": f"edit SC={sc}", "instruction_language": lang,
+                     "input_image": {"bytes": im, "path": f"k{i}.png"}, "input_image_raw": {"bytes": im, "path": None},
+                     "Intersection_exist": inter})
+    bench = write_gedit_parquet(tmp_path / "gedit" / "data" / "train-00000-of-00001.parquet", rows)
 
     def reply(body):
         parts = [c for m in body["messages"] if m["role"] == "user" for c in m["content"]
