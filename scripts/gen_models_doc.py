@@ -21,7 +21,8 @@ DETAIL_DOCS = {
     "qwen_image_edit_plus": "models_editors.md", "flux_kontext": "models_editors.md",
     "instruct_pix2pix": "models_editors.md", "diffusers_generic": "models_editors.md",
     "precomputed": "models_editors.md", "identity": "models_editors.md",
-    "openai_compatible": "models_openai_judge.md", "transformers_vlm": "models_transformers_vlm.md",
+    "openai_compatible": "models_openai_judge.md", "vllm_server": "models_vllm_judge.md",
+    "transformers_vlm": "models_transformers_vlm.md",
     "qwen3_vl_reward": "models_qwen3_vl_judge.md",
 }
 HEADINGS = {"diffusion_model": "Editors (`diffusion_model`)", "reward_model": "Judges (`reward_model`)"}

@@ -35,7 +35,10 @@ COMPONENTS = {
 # init_args that change how fast a model runs, not what it produces: left out of fingerprints, so a
 # run can be resumed with another batch size, device or cache folder.
 NON_SEMANTIC_ARGS = frozenset({"batch_size", "device", "cache_dir", "max_concurrency", "timeout_s",
-                               "transport_retries", "backoff_s", "max_backoff_s", "api_key_env"})
+                               "transport_retries", "backoff_s", "max_backoff_s", "api_key_env",
+                               # served judges: where the server is and how it is started or checked
+                               "base_url", "preflight", "host", "port", "startup_timeout_s",
+                               "shutdown_timeout_s", "command", "gpu_memory_utilization"})
 
 DEFAULTS: dict[str, Any] = {
     "benchmark": {"data_path": None, "categories": None, "limit": None, "format": "auto", "image_root": None},

@@ -11,6 +11,11 @@ Scripts, tried in this order for each request:
   suits concurrent requests);
 - `server.queue`: a deque of `Reply`s for the whole server, used in order (the last one repeats).
 
+The judge's preflight (GET /v1/models, and a chat holding PREFLIGHT_TEXT answered `{"ok": true}` or
+`preflight_reply`) is recorded in `checks`, never in `requests`, and consumes no scripted reply.
+`GET /health` answers 200 and `GET /v1/models` lists `served_models` (set it to None for a server
+without that route: 404). With `api_key` set, every request needs that bearer key (else 401).
+
 A `Reply` is a 200 completion (`content`, `refusal`, `finish_reason`) or an error (`status` != 200,
 `message`), optionally after `delay` seconds (a slow server; longer than the client's timeout makes
 the client give up), with extra `headers` (e.g. Retry-After).
@@ -26,6 +31,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+from src.models.reward.implementations.openai_compatible import PREFLIGHT_TEXT
+
 
 @dataclass
 class Reply:
@@ -36,6 +43,7 @@ class Reply:
     finish_reason: str = "stop"
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    top_logprobs: dict[str, float] | None = None  # token -> logprob of the first generated token
 
 
 def ok(content: str, **kw) -> Reply:
@@ -66,8 +74,12 @@ class Received:
 
 
 class ScriptedOpenAIServer:
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
+    def __init__(self, served_models: list[str] | None = None) -> None:
+        self.served_models = ["test-judge"] if served_models is None else list(served_models)  # GET /v1/models
+        self.api_key: str | None = None  # when set, requests need "Authorization: Bearer <api_key>" (else 401)
+        self.requests: list[Received] = []  # chat requests, preflight checks left out
+        self.checks: list[Received] = []  # GET requests and preflight chats (answered {"ok": true})
+        self.preflight_reply: Reply | None = None  # answer preflight chats with this instead
         self.queue: deque[Reply] = deque()
         self.by_key: dict[str, list[Reply]] = {}
         self.handler: Callable[[dict], Reply] | None = None
@@ -101,12 +113,35 @@ class ScriptedOpenAIServer:
         assert self._httpd is not None
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
-    def start(self) -> "ScriptedOpenAIServer":
+    def start(self, port: int = 0) -> "ScriptedOpenAIServer":
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:  # keep pytest output clean
                 pass
+
+            def _authorized(self) -> bool:
+                if server.api_key is None or self.headers.get("Authorization") == f"Bearer {server.api_key}":
+                    return True
+                self._send(error(401, "invalid API key"), {})
+                return False
+
+            def do_GET(self) -> None:  # noqa: N802 - /health (vLLM) and /v1/models
+                path = self.path.rstrip("/")
+                with server._lock:
+                    server.checks.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                                  None, time.monotonic(), time.monotonic()))
+                if path == "/health":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif path == "/v1/models" and server.served_models is not None:
+                    if self._authorized():
+                        data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"}
+                                for m in server.served_models]
+                        self._send_json(200, {"object": "list", "data": data})
+                else:
+                    self._send(error(404, f"unknown path {self.path}"), {})
 
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 start = time.monotonic()
@@ -117,11 +152,19 @@ class ScriptedOpenAIServer:
                 except ValueError:
                     body = {"_raw": raw.decode("utf-8", "replace")}
                 received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, start)
+                if PREFLIGHT_TEXT in received.user_text():  # the judge's connection check: no script consumed
+                    with server._lock:
+                        server.checks.append(received)
+                    if self._authorized():
+                        self._send(server.preflight_reply or ok('{"ok": true}'), body)
+                    return
                 with server._lock:
                     server.requests.append(received)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
+                    if not self._authorized():
+                        return
                     if self.path.rstrip("/") != "/v1/chat/completions":
                         reply = error(404, f"unknown path {self.path}")
                     else:
@@ -137,27 +180,37 @@ class ScriptedOpenAIServer:
                         server.in_flight -= 1
 
             def _send(self, reply: Reply, body: dict) -> None:
+                logprobs = None
+                if reply.top_logprobs is not None and body.get("logprobs"):
+                    top = sorted(reply.top_logprobs.items(), key=lambda kv: -kv[1])[:body.get("top_logprobs") or 0]
+                    first = top[0] if top else ("?", -1.0)
+                    logprobs = {"content": [{"token": first[0], "logprob": first[1], "bytes": None,
+                                             "top_logprobs": [{"token": t, "logprob": lp, "bytes": None}
+                                                              for t, lp in top]}]}
                 if reply.status == 200:
                     payload = {
                         "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": 0,
                         "model": body.get("model", "?"),
-                        "choices": [{"index": 0, "logprobs": None, "finish_reason": reply.finish_reason,
+                        "choices": [{"index": 0, "logprobs": logprobs, "finish_reason": reply.finish_reason,
                                      "message": {"role": "assistant", "content": reply.content,
                                                  "refusal": reply.refusal}}],
                         "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
                     }
                 else:
                     payload = {"error": {"message": reply.message, "type": "scripted", "code": reply.status}}
+                self._send_json(reply.status, payload, reply.headers)
+
+            def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
-                self.send_response(reply.status)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                for name, value in reply.headers.items():
+                for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         httpd.daemon_threads = True
         httpd.block_on_close = False  # don't wait for a handler still sleeping in a timeout test
         self._httpd = httpd

@@ -166,7 +166,7 @@ def test_signature_and_config_loader():
 
 
 def test_check_needs_no_gpu_and_needs_a_model():
-    judge = OpenAICompatibleRewardModel(model="m", device="cuda", dtype="float16")
+    judge = OpenAICompatibleRewardModel(model="m", device="cuda", dtype="float16", preflight=False)
     judge.check()  # a remote judge: no CUDA needed
     with pytest.raises(ModelError, match="served model name"):
         OpenAICompatibleRewardModel().check()
@@ -247,8 +247,9 @@ def test_429_honours_retry_after(server, make_judge):
 
 def test_timeout_then_200(server, make_judge):
     server.push(ok('{"score": 2}', delay=1.0), ok('{"score": 3}'))
+    judge = make_judge(timeout_s=0.3)
     t0 = time.monotonic()
-    (res,) = make_judge(timeout_s=0.3).score([make_request(0)])
+    (res,) = judge.score([make_request(0)])
     assert res.status == "scored" and res.score == 3.0 and res.details["transport_attempts"] == 2
     assert time.monotonic() - t0 < 1.0  # did not wait for the slow reply
 
@@ -288,7 +289,7 @@ def test_connection_refused_fails_cleanly(server):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     judge = OpenAICompatibleRewardModel(model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV,
-                                        backoff_s=0.01, transport_retries=2, timeout_s=2.0)
+                                        backoff_s=0.01, transport_retries=2, timeout_s=2.0, preflight=False)
     judge.load()
     (res,) = judge.score([make_request(0)])
     judge.release()

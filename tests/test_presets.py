@@ -61,7 +61,7 @@ def tiny_overrides(preset, extra_images_dir=None, base_url=None) -> list[str]:
     return out
 
 
-LOCAL = [p for p in PRESETS if "openai" not in p.name]
+LOCAL = [p for p in PRESETS if "openai" not in p.name and "vllm" not in p.name]
 
 
 @pytest.mark.parametrize("preset", LOCAL, ids=[p.stem for p in LOCAL])
@@ -90,10 +90,11 @@ def test_precomputed_openai_viescore_preset(tmp_path, monkeypatch):
         (edits / cat).mkdir(parents=True)
         for p in pairs["data_pairs"][:1]:  # the second pair of each category has no edit: edit_failed
             (edits / cat / f"{p['pair_id']}.png").write_bytes(__import__("base64").b64decode(p["original_image_b64"]))
-    server = ScriptedOpenAIServer().start()
+    preset = REPO / "configs" / "precomputed__openai_viescore.yaml"
+    served = yaml.safe_load(preset.read_text(encoding="utf-8"))["reward_model"]["init_args"]["model"]
+    server = ScriptedOpenAIServer(served_models=[served]).start()  # the judge's preflight checks the name
     try:
         server.handler = lambda body: Reply(content='{"reasoning": "r", "score": [6, 9]}')
-        preset = REPO / "configs" / "precomputed__openai_viescore.yaml"
         args = ["--config", str(preset), "--output-dir", str(tmp_path / "out"), "--run-name", "p",
                 "--set", f"benchmark.data_path={data}",
                 *sum((["--set", o] for o in tiny_overrides(preset, edits, server.base_url)), [])]
@@ -127,3 +128,14 @@ def test_other_editors_run_from_a_config(editor, tmp_path):
     report = report_of(tmp_path / "outputs" / "e")
     assert [p["status"] for p in report["pairs"]] == ["scored", "scored"]
     assert report["run"]["model_loads"] == {"editor": 1, "judge": 1}
+
+
+def test_vllm_preset_builds_the_server_command():
+    from src.config import load_config
+
+    preset = REPO / "configs" / "qwen_image_edit__vllm_qwen3_vl.yaml"
+    judge = load_config(preset, []).judge.build()
+    argv = judge.server_argv(8123)
+    assert argv[:3] == ["vllm", "serve", "Qwen/Qwen3-VL-30B-A3B-Instruct"]
+    assert argv[argv.index("--port") + 1] == "8123" and argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert "--api-key" not in argv and judge.response_format == "json_object"

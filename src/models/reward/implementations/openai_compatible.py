@@ -22,13 +22,34 @@ status and message. A refusal — finish_reason "content_filter", `message.refus
 content — is `score_failed` with the refusal text as `raw_reply`, not retried.
 
 `ScoreResult.details = {"usage": {...}, "finish_reason": ..., "transport_attempts": n, "parse_method":
-...}` for the last call of a request; earlier calls of the same request (parse retries) are in
-`details["previous"]`.
+..., "structured_output": ...}` for the last call of a request; earlier calls of the same request (parse
+retries) are in `details["previous"]`.
+
+Preflight (`preflight: true`, the default): `check()` — which the pipeline runs before the editor loads —
+and `load()` ask the server `GET {base_url}/models` (the served model must be listed; a wrong name gets a
+did-you-mean) and send one tiny text request (auth, chat endpoint, and `response_format` when set). A dead
+server, a wrong key or a wrong model name is a ModelError (exit 2, one line) before hours of editing.
+
+Structured output (`response_format: json_object`): every request asks the server for a JSON object
+(OpenAI JSON mode; vLLM's guided decoding), the first line of defence against unparseable replies. The
+reply is still parsed and checked like any other; `details["structured_output"]` records what was asked.
+
+`scoring: logits` (protocol category_0to10 only): the same next-token math as the local judges
+(src/models/reward/hf_vlm.py): two requests per pair with the assistant turn prefilled with the
+forced prefix `{"score": ` and then `{"score": 1` (`continue_final_message`, vLLM's chat extension),
+`max_tokens: 1`, `logprobs` with `top_logprobs`; p and q are read from the top log-probabilities of the
+digit tokens "0".."9" (a digit missing from the top list counts 0: its mass is recorded as
+`details["top_mass"]`). The expected score over 0..10 is the score; the distribution is recorded.
+
+Transport settings (`base_url`, `max_concurrency`, `timeout_s`, retries and backoff, `preflight`) are
+not part of the judge's identity (src/config.py NON_SEMANTIC_ARGS): moving the server or changing its
+concurrency does not re-score a run.
 """
 
 from __future__ import annotations
 
 import base64
+import difflib
 import email.utils
 import io
 import logging
@@ -54,6 +75,9 @@ IMAGE_FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "j
                  "webp": ("WEBP", "image/webp")}
 RETRY_STATUS = frozenset({408, 429})  # plus every 5xx
 REFUSAL_FINISH_REASONS = frozenset({"content_filter"})
+RESPONSE_FORMATS = frozenset({None, "json_object"})
+SCORING_MODES = ("generate", "logits")
+PREFLIGHT_TEXT = 'This is a connection check. Reply with the JSON object {"ok": true} and nothing else.'
 
 
 def image_data_url(image: Image.Image, image_format: str = "png") -> str:
@@ -125,6 +149,10 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         max_tokens: int = 512,
         image_format: str = "png",
         extra_body: dict | None = None,
+        response_format: str | None = None,
+        scoring: str = "generate",
+        top_logprobs: int = 20,
+        preflight: bool = True,
         batch_size: int = 8,
         model_name: str | None = None,
         device: str = "auto",
@@ -133,6 +161,15 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
     ) -> None:
         super().__init__(model_name=model_name or model, device=device, dtype=dtype, batch_size=batch_size,
                          cache_dir=cache_dir)
+        if response_format not in RESPONSE_FORMATS:
+            raise ModelError(f"response_format must be null or one of {', '.join(sorted(RESPONSE_FORMATS - {None}))}, "
+                             f"got {response_format!r}")
+        if scoring not in SCORING_MODES:
+            raise ModelError(f"scoring must be one of {', '.join(SCORING_MODES)}, got {scoring!r}")
+        if isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) or not 10 <= top_logprobs <= 20:
+            raise ModelError(f"top_logprobs must be an integer from 10 to 20 (every digit must fit), got {top_logprobs!r}")
+        if not isinstance(preflight, bool):
+            raise ModelError(f"preflight must be true or false, got {preflight!r}")
         for name, value, minimum in (("max_concurrency", max_concurrency, 1), ("max_retries", max_retries, 0),
                                      ("transport_retries", transport_retries, 0), ("max_tokens", max_tokens, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -156,7 +193,13 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         self.timeout_s = float(timeout_s)
         self.max_retries = max_retries
         self.protocol = protocol
-        self._protocol = resolve_protocol(protocol)
+        self._protocol = resolve_protocol(protocol, scoring)
+        if scoring == "logits" and num_pass > 1:
+            raise ModelError("num_pass > 1 samples replies; scoring: logits reads one distribution (use num_pass: 1)")
+        self.response_format = response_format
+        self.scoring = scoring
+        self.top_logprobs = top_logprobs
+        self.preflight = preflight
         if isinstance(num_pass, bool) or not isinstance(num_pass, int) or num_pass < 1:
             raise ModelError(f"num_pass must be a positive integer, got {num_pass!r}")
         if num_pass > 1 and temperature == 0:
@@ -184,7 +227,20 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
     # ------------------------------------------------------------------ life cycle
 
     def check(self) -> None:
-        """Configuration only (no network, no CUDA: the judge runs elsewhere)."""
+        """Configuration, then (with `preflight`) the server: listed model and one tiny request. No CUDA."""
+        self._check_config()
+        if self.preflight:  # the pipeline calls check() before the editor loads: a dead server fails now
+            import openai
+
+            client = openai.OpenAI(api_key=self._api_key(), base_url=self.base_url, timeout=min(self.timeout_s, 30.0),
+                                   max_retries=0)
+            try:
+                self.run_preflight(client)
+            finally:
+                client.close()
+
+    def _check_config(self) -> None:
+        """Configuration only (no network)."""
         if not self.model:
             raise ModelError("OpenAICompatibleRewardModel needs `model`: the served model name "
                              "(e.g. the id given to `vllm serve`, see GET {base_url}/models)")
@@ -196,10 +252,46 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
             raise ModelError("the `openai` package is needed for OpenAICompatibleRewardModel: "
                              "pip install openai") from exc
 
+    def run_preflight(self, client: Any) -> None:
+        """GET /models (the served model must be listed) and one tiny chat request; a ModelError otherwise."""
+        import openai
+
+        where = f"judge server {self.base_url}"
+        try:
+            served = [m.id for m in client.models.list()]
+        except openai.APIStatusError as exc:
+            if exc.status_code != 404:  # some servers have no /models: the tiny request below still checks
+                raise ModelError(self._redact(f"{where}: GET /models failed with HTTP {exc.status_code}: "
+                                              f"{_status_message(exc)}")) from None
+            served = None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise ModelError(self._redact(f"{where} is not reachable ({type(exc).__name__}{_cause(exc)}); start "
+                                          "the server or fix base_url (or set preflight: false)")) from None
+        if served is not None and self.model not in served:
+            close = difflib.get_close_matches(self.model, served, n=1, cutoff=0.3)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ModelError(f"{where} does not serve model {self.model!r}; it serves {served}{hint}")
+        kwargs: dict[str, Any] = {"model": self.model, "max_tokens": 16, "temperature": 0.0,
+                                  "messages": [{"role": "user", "content": PREFLIGHT_TEXT}]}
+        if self.response_format:
+            kwargs["response_format"] = {"type": self.response_format}
+        if self.extra_body:
+            kwargs["extra_body"] = dict(self.extra_body)
+        try:
+            client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as exc:
+            hint = " (the server may not support response_format: set response_format: null)" \
+                if self.response_format and exc.status_code in (400, 422) else ""
+            raise ModelError(self._redact(f"{where}: a test request failed with HTTP {exc.status_code}: "
+                                          f"{_status_message(exc)}{hint}")) from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise ModelError(self._redact(f"{where}: a test request failed ({type(exc).__name__}{_cause(exc)})")) \
+                from None
+
     def load(self) -> None:
         if self.loaded:
             return
-        self.check()
+        self._check_config()  # the server is checked by _load's preflight
         self.device = "remote"  # never cuda: nothing to move on or off a GPU here
         self._load()
         self.loaded = True
@@ -212,6 +304,12 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
                                      max_retries=0)  # transport retries are ours (backoff, Retry-After)
         log.info("judge %s at %s (key from %s)", self.model, self.base_url,
                  f"${self.api_key_env}" if self._key_from_env() else "placeholder")
+        if self.preflight:  # the server may have gone away while the editor ran
+            try:
+                self.run_preflight(self._client)
+            except ModelError:
+                self._release()
+                raise
 
     def release(self) -> None:
         """Close the client. No GPU or weights to free, so no gc / torch import (base class does that)."""
@@ -265,6 +363,9 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge-http") as pool:
                 return list(pool.map(lambda conv: self._chat_one(conv, url_of), conversations))
 
+        if self.scoring == "logits":
+            return self._score_logits(requests, url_of)
+
         passes = []
         for self._pass in range(self.num_pass):  # self-ensembling: independent samples, seed + pass
             passes.append(score_with_protocol(self._protocol, requests, chat, self.max_retries))
@@ -291,6 +392,8 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
                                   "max_tokens": self.max_tokens}
         if self.seed is not None:
             kwargs["seed"] = self.seed + self._pass
+        if self.response_format:
+            kwargs["response_format"] = {"type": self.response_format}
         if self.extra_body:
             kwargs["extra_body"] = dict(self.extra_body)
         return kwargs
@@ -303,13 +406,51 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
             u = self._rng.random()
         return min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1)) * (0.5 + 0.5 * u)
 
-    def _chat_one(self, conversation: list[dict[str, Any]],
-                  url_of: Callable[[Image.Image], str]) -> ChatReply | Exception:
-        """One request with transport retries: a reply, or the exception that ended it."""
+    def _score_logits(self, requests: list[ScoreRequest], url_of: Callable[[Image.Image], str]) -> list[ScoreResult]:
+        """Expected 0-10 score from the digits' top log-probabilities (see the module doc)."""
+        import torch
+
+        from src.models.reward.chat import conversation
+        from src.models.reward.hf_vlm import LOGITS_PREFIX, digit_distribution, distribution_result
+
+        calls = [(conversation(r), prefix) for r in requests for prefix in (LOGITS_PREFIX, LOGITS_PREFIX + "1")]
+        workers = max(1, min(self.max_concurrency, len(calls)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge-http") as pool:
+            replies = list(pool.map(lambda c: self._chat_one(c[0], url_of, logits_prefix=c[1]), calls))
+        results = []
+        for i in range(len(requests)):
+            first, second = replies[2 * i], replies[2 * i + 1]
+            failed = next((r for r in (first, second) if isinstance(r, Exception)), None)
+            if failed is not None:
+                results.append(ScoreResult(status="score_failed", score=None, error=str(failed),
+                                           raw_reply=getattr(failed, "raw_reply", None),
+                                           details=dict(getattr(failed, "details", {}) or {})))
+                continue
+            p = torch.tensor([[first.details["top"].get(str(d), 0.0) for d in range(10)]], dtype=torch.float64)
+            q = torch.tensor([[second.details["top"].get(str(d), 0.0) for d in range(10)]], dtype=torch.float64)
+            res = distribution_result(digit_distribution(p, q)[0])
+            res.details.update(top_mass=[float(p.sum()), float(q.sum())], usage=[first.details["usage"],
+                               second.details["usage"]], transport_attempts=[first.details["transport_attempts"],
+                               second.details["transport_attempts"]])
+            results.append(res)
+        return results
+
+    def _chat_one(self, conversation: list[dict[str, Any]], url_of: Callable[[Image.Image], str],
+                  logits_prefix: str | None = None) -> ChatReply | Exception:
+        """One request with transport retries: a reply, or the exception that ended it.
+
+        With `logits_prefix`, the assistant turn is prefilled with it and the reply's `details["top"]`
+        maps each top next token to its probability (logits scoring)."""
         import openai
 
         try:
             kwargs = self._request_kwargs(self._messages(conversation, url_of))
+            if logits_prefix is not None:
+                kwargs["messages"].append({"role": "assistant", "content": logits_prefix})
+                kwargs.pop("response_format", None)  # the prefill continues a JSON object already begun
+                kwargs.update(max_tokens=1, logprobs=True, top_logprobs=self.top_logprobs, temperature=0.0)
+                kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "continue_final_message": True,
+                                        "add_generation_prompt": False}
         except Exception as exc:  # noqa: BLE001 - e.g. an image that can't be encoded
             return ChatFailure(f"could not build the request: {type(exc).__name__}: {exc}")
         attempt = 0
@@ -318,6 +459,8 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
             retry_after: float | None = None
             try:
                 completion = self._client.chat.completions.create(**kwargs)
+                if logits_prefix is not None:
+                    return self._logprobs_reply(completion, attempt)
                 return self._reply(completion, attempt)
             except _Permanent as exc:
                 return exc.failure
@@ -347,7 +490,7 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         usage = getattr(completion, "usage", None)
         details: dict[str, Any] = {
             "usage": usage.model_dump(exclude_none=True) if hasattr(usage, "model_dump") else (usage or {}),
-            "finish_reason": None, "transport_attempts": attempt,
+            "finish_reason": None, "transport_attempts": attempt, "structured_output": self.response_format,
         }
         if not choices:
             raise _Permanent(ChatFailure("the response has no choices", details=details))
@@ -365,6 +508,26 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
             raise _Permanent(ChatFailure(f"empty reply (finish_reason {choice.finish_reason!r})",
                                          raw_reply=content or "", details=details))
         return ChatReply(content, details)
+
+
+    def _logprobs_reply(self, completion: Any, attempt: int) -> ChatReply:
+        """The top next-token probabilities of a one-token completion, as `details["top"]`."""
+        usage = getattr(completion, "usage", None)
+        details: dict[str, Any] = {
+            "usage": usage.model_dump(exclude_none=True) if hasattr(usage, "model_dump") else (usage or {}),
+            "transport_attempts": attempt,
+        }
+        choices = getattr(completion, "choices", None) or []
+        content = getattr(choices[0].logprobs, "content", None) if choices and choices[0].logprobs else None
+        if not content:
+            raise _Permanent(ChatFailure("the server returned no logprobs (logits scoring needs `logprobs` and "
+                                         "`top_logprobs`; vLLM: --max-logprobs >= top_logprobs)", details=details))
+        top: dict[str, float] = {}
+        for entry in content[0].top_logprobs or []:
+            if entry.token not in top:  # the first (highest) entry of a token string counts
+                top[entry.token] = math.exp(entry.logprob)
+        details["top"] = top
+        return ChatReply(choices[0].message.content or "", details)
 
 
 def _status_message(exc: Any) -> str:
