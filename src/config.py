@@ -18,7 +18,7 @@ import inspect
 import json
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +42,14 @@ NON_SEMANTIC_ARGS = frozenset({"batch_size", "device", "cache_dir", "max_concurr
 
 DEFAULTS: dict[str, Any] = {
     "benchmark": {"data_path": None, "categories": None, "limit": None, "format": "auto", "image_root": None},
-    "prompts": {"default": "auto", "categories": {}},
+    "prompts": {"default": "auto", "categories": {}, "dir": None, "templates": {}},
     "pipeline": {"mode": "two_stage", "output_dir": "outputs", "png_compress_level": 4, "torch_threads": None,
                  "residency": "auto", "max_batch_size": 64, "batch_grow_after": None},
     "seed": 0,
 }
 SECTION_KEYS = {
     "benchmark": {"data_path", "categories", "limit", "format", "image_root"},
-    "prompts": {"default", "categories"},
+    "prompts": {"default", "categories", "dir", "templates"},
     "pipeline": {"mode", "output_dir", "png_compress_level", "torch_threads", "residency", "max_batch_size",
                  "batch_grow_after"},
 }
@@ -237,6 +237,8 @@ class RunConfig:
     batch_grow_after: int | None = None
     data_format: str = "auto"  # benchmark.format: src.data.FORMATS or auto
     image_root: str | None = None  # benchmark.image_root: where relative image paths of the benchmark point
+    prompt_dir: str | None = None  # a folder of the user's templates, named like the protocol's (docs/protocols.md)
+    prompt_templates: dict[str, Any] = field(default_factory=dict)  # protocol template name -> the user's template
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config: loading it again gives the same RunConfig."""
@@ -245,7 +247,9 @@ class RunConfig:
                           "format": self.data_format, "image_root": self.image_root},
             "diffusion_model": self.editor.to_dict(),
             "reward_model": self.judge.to_dict(),
-            "prompts": {"default": self.prompt_default, "categories": dict(self.prompt_categories)},
+            "prompts": {"default": self.prompt_default, "categories": dict(self.prompt_categories),
+                        **({"dir": self.prompt_dir} if self.prompt_dir else {}),
+                        **({"templates": dict(self.prompt_templates)} if self.prompt_templates else {})},
             "pipeline": {"mode": self.mode, "output_dir": self.output_dir,
                          "png_compress_level": self.png_compress_level, "torch_threads": self.torch_threads,
                          "residency": self.residency, "max_batch_size": self.max_batch_size,
@@ -405,6 +409,8 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
             template_for_category("", {}, prompts["default"])
     except PromptError as e:
         raise ConfigError(f"{source}: prompts: {e}") from None
+    judge = resolve_component("reward_model", raw["reward_model"], source)
+    prompt_dir, prompt_templates = _protocol_prompts(prompts, judge, source, base_dir)
 
     return RunConfig(
         source=source,
@@ -414,7 +420,7 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
         data_format=data_format,
         image_root=image_root,
         editor=resolve_component("diffusion_model", raw["diffusion_model"], source),
-        judge=resolve_component("reward_model", raw["reward_model"], source),
+        judge=judge,
         prompt_default=prompts["default"],
         prompt_categories=dict(prompt_categories),
         mode=pipe["mode"],
@@ -425,7 +431,30 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
         residency=pipe["residency"],
         max_batch_size=pipe["max_batch_size"],
         batch_grow_after=pipe["batch_grow_after"],
+        prompt_dir=prompt_dir,
+        prompt_templates=prompt_templates,
     )
+
+
+def _protocol_prompts(prompts: dict, judge: ComponentSpec, source: str, base_dir: Path) -> tuple[str | None, dict]:
+    """`prompts.dir` / `prompts.templates`: the user's own templates for the judge protocol's queries,
+    paths made absolute; each one is loaded and checked now (placeholders, reply keys)."""
+    from src.prompts import PromptError
+    from src.scoring.judging import absolute_ref, check_prompt_config
+
+    templates = prompts.get("templates") or {}
+    if not isinstance(templates, dict):
+        raise ConfigError(f"{source}: prompts.templates must map a protocol's template names to the user's templates")
+    prompt_dir = prompts.get("dir")
+    if prompt_dir is not None and not isinstance(prompt_dir, str):
+        raise ConfigError(f"{source}: prompts.dir must be a folder path, got {prompt_dir!r}")
+    prompt_dir = str((base_dir / Path(prompt_dir).expanduser()).resolve()) if prompt_dir else None
+    templates = {str(k): absolute_ref(v, base_dir) for k, v in templates.items()}
+    try:
+        check_prompt_config(judge.init_args.get("protocol"), templates, prompt_dir)
+    except PromptError as e:
+        raise ConfigError(f"{source}: prompts: {e}") from None
+    return prompt_dir, templates
 
 
 def dump_yaml(data: dict) -> str:

@@ -29,8 +29,8 @@ from tqdm import tqdm
 from src.config import RunConfig, dump_yaml, sha256_json
 from src.data import Benchmark, InvalidPair, PairSpec, load_benchmark, safe_name
 from src.models.base import BaseEditModel, BaseRewardModel, EditRequest, ScoreRequest, ScoreResult
-from src.prompts import render_prompt, template_for_category, template_hash
-from src.scoring.protocols import get_protocol
+from src.prompts import render_prompt
+from src.scoring.judging import ScoringSetup, scoring_setup  # protocols, templates, per-pair prompts
 from src.report import write_reports
 from src.state import EditRecord, ScoreRecord, State, write_file_atomic
 from src.batching import AdaptiveBatcher
@@ -305,28 +305,6 @@ def pair_seed(run_seed: int, category: str, pair_id: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-@dataclass
-class ScoringSetup:
-    """What this run's scores depend on, per category: the prompt templates the protocol uses."""
-
-    templates: dict[str, str]  # category -> its own prompt template (the category_0to10 query)
-    labels: dict[str, str]  # category -> every template the protocol asks, e.g. "viescore_sc+viescore_pq"
-    hashes: dict[str, str]  # category -> hash of those templates' text
-    fingerprint: str  # the judge (class + semantic init_args) and all of the above
-
-
-def scoring_setup(cfg: RunConfig, bench: Benchmark) -> ScoringSetup:
-    protocol = get_protocol(cfg.judge.init_args.get("protocol") or "category_0to10")
-    templates = {cat: template_for_category(cat, cfg.prompt_categories, cfg.prompt_default) for cat in bench.categories}
-    labels, hashes = {}, {}
-    for cat, own in templates.items():
-        names = protocol.templates(own)
-        labels[cat] = "+".join(names)
-        hashes[cat] = template_hash(names[0]) if len(names) == 1 else sha256_json([template_hash(n) for n in names])
-    fp = sha256_json({"judge": cfg.judge.fingerprint(), "templates": labels, "template_hashes": hashes})
-    return ScoringSetup(templates, labels, hashes, fp)
-
-
 def record_plan(state: State, bench: Benchmark) -> None:
     """Which pairs this run covers, in order, so a report of a partial run can count what is pending."""
     plan = {cat: [p.pair_id for p in pairs] for cat, pairs in bench.pairs.items()}
@@ -514,7 +492,7 @@ def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]]
             requests, ready = [], []
             for pair, rec in chunk:
                 try:
-                    requests.append(_score_request(pair, rec, run_dir, scoring.templates[category]))
+                    requests.append(_score_request(pair, rec, run_dir, scoring))
                     ready.append((pair, rec))
                 except (InvalidPair, OSError, ValueError) as e:  # the edit on disk is unusable
                     _put_score(state, pair, rec, scoring, ScoreResult(status="score_failed", score=None, error=str(e)),
@@ -531,15 +509,19 @@ def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]]
     bar.close()
 
 
-def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, template: str) -> ScoreRequest:
+def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, scoring: ScoringSetup) -> ScoreRequest:
     data = (run_dir / rec.image_path).read_bytes()
     if hashlib.sha256(data).hexdigest() != rec.output_sha256:
         raise ValueError(f"{rec.image_path} changed on disk since it was recorded (sha256 differs)")
     edited = Image.open(io.BytesIO(data)).convert("RGB")
-    prompt = render_prompt(template, instruction=pair.instruction, description=pair.description,
-                           category=pair.category, pair_id=pair.pair_id)
+    prompt = render_prompt(scoring.templates[pair.category], instruction=pair.instruction,
+                           description=pair.description, category=pair.category, pair_id=pair.pair_id)
+    # the judge also gets the pair's extra images (reference / ground truth ...), its metadata, and the
+    # prompt of every query its protocol asks (src/scoring/judging.py)
     return ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=pair.load_image(), edited=edited,
-                        instruction=pair.instruction, description=pair.description, prompt=prompt)
+                        instruction=pair.instruction, description=pair.description, prompt=prompt,
+                        named_images=pair.named_images(), metadata=dict(pair.metadata or {}),
+                        prompts=scoring.prompts_for(pair))
 
 
 def _put_score(state, pair, rec, scoring: ScoringSetup, res: ScoreResult, seconds) -> None:

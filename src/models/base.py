@@ -71,9 +71,13 @@ class ScoreRequest:
     description: str | None
     prompt: JudgePrompt
     image_roles: tuple[str, ...] = ("original", "edited")  # which images the judge sees, in order
+    named_images: dict[str, Image.Image] = field(default_factory=dict)  # the pair's extra images by role
+    metadata: dict[str, Any] = field(default_factory=dict)  # the pair's other fields (KRIS explain_en ...)
+    prompts: dict[str, JudgePrompt] = field(default_factory=dict)  # per protocol query, rendered by the pipeline
 
     def images(self) -> list[Image.Image]:
-        return [getattr(self, role) for role in self.image_roles]
+        return [self.original if role == "original" else self.edited if role == "edited"
+                else self.named_images[role] for role in self.image_roles]
 
 
 @dataclass

@@ -38,7 +38,8 @@ from typing import Any, Callable
 
 from src.models.base import ScoreRequest, ScoreResult
 from src.scoring.parse import ScoreParseError
-from src.scoring.protocols import ParsedValues, Protocol, Query, QueryAnswer, parse_values
+from src.scoring.protocols import (PairContext, ParsedValues, Protocol, ProtocolError, ProtocolSet, Query, QueryAnswer,
+                                   parse_values, protocol_for, resolve_protocols, resolve_roles)
 
 RETRY_INSTRUCTION = (
     'Your previous reply did not contain a valid score. Reply only with JSON '
@@ -157,38 +158,76 @@ def ask(
     return answers  # type: ignore[return-value]
 
 
+def pair_context(request: ScoreRequest) -> PairContext:
+    return PairContext(request.category, dict(request.metadata or {}), tuple(request.named_images or {}))
+
+
 def query_request(request: ScoreRequest, query: Query) -> ScoreRequest:
-    """The request as one query of a protocol asks it: the query's prompt, images and retry text."""
-    if query.template is None:
+    """The request as one query of a protocol asks it: the query's prompt, images and retry text.
+
+    The pipeline renders every query's prompt into `request.prompts` (with the pair's metadata and the
+    user's prompt files); a request without it (tests, direct use) renders the built-in template here.
+    Raises ValueError when the pair lacks an image the query shows the judge."""
+    roles = resolve_roles(query.images, request.named_images)
+    if query.name in (request.prompts or {}):
+        prompt = replace(request.prompts[query.name], retry=query.retry)
+    elif query.template is None:
         prompt = replace(request.prompt, retry=query.retry)
     else:
         from src.prompts import render_prompt
 
-        prompt = replace(render_prompt(query.template, instruction=request.instruction,
-                                       description=request.description, category=request.category,
-                                       pair_id=request.pair_id), retry=query.retry)
-    return replace(request, prompt=prompt, image_roles=query.images)
+        prompt = replace(render_prompt(query.template, **prompt_variables(request, roles)), retry=query.retry)
+    return replace(request, prompt=prompt, image_roles=roles)
 
 
 def score_with_protocol(
-    protocol: Protocol,
+    protocol: Protocol | ProtocolSet,
     requests: list[ScoreRequest],
     chat_fn: Callable[[list[Any]], list[str | ChatReply | BaseException]],
     max_retries: int,
     *,
     build: Callable[[ScoreRequest, list[str]], Any] = conversation,
 ) -> list[ScoreResult]:
-    """Ask each of the protocol's queries for every request, then combine (see src/scoring/protocols.py).
+    """Ask each request the queries its protocol asks that pair, then combine (see src/scoring/protocols.py).
 
-    A pair is `scored` only when every query's reply parsed; otherwise `score_failed`, naming the
-    query, with every raw reply kept — a score is never invented.
+    Requests that share a query are asked together (one batch per query). A pair is `scored` only
+    when every query it was asked parsed; otherwise `score_failed`, naming the query, with every raw
+    reply kept — a score is never invented.
     """
-    per_query = []
-    for query in protocol.queries:
-        subs = [query_request(r, query) for r in requests]
-        per_query.append(ask(subs, chat_fn, lambda text, q=query: parse_values(text, q), max_retries, build=build,
-                             what=_what(query)))
-    return [_combine(protocol, [answers[i] for answers in per_query]) for i in range(len(requests))]
+    plans: list[tuple[Protocol | None, tuple[Query, ...], PairContext, str | None]] = []
+    for request in requests:
+        ctx = pair_context(request)
+        try:
+            chosen = protocol_for(protocol, request.category)
+            plans.append((chosen, chosen.queries_for(ctx), ctx, None))
+        except ProtocolError as e:
+            plans.append((None, (), ctx, str(e)))
+    answers: list[dict[str, QueryAnswer]] = [{} for _ in requests]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (chosen, queries, _, _) in enumerate(plans):
+        for query in queries:
+            groups.setdefault((chosen.name, query.name), []).append(i)
+    for (pname, qname), indices in groups.items():
+        query = next(q for q in plans[indices[0]][1] if q.name == qname)
+        subs, asked = [], []
+        for i in indices:
+            try:
+                subs.append(query_request(requests[i], query))
+                asked.append(i)
+            except (ValueError, KeyError) as e:  # a missing image or metadata field: this pair fails
+                answers[i][qname] = QueryAnswer(ok=False, error=f"cannot ask {qname!r}: {e}")
+        if subs:
+            for i, answer in zip(asked, ask(subs, chat_fn, lambda text, q=query: parse_values(text, q), max_retries,
+                                            build=build, what=_what(query))):
+                answers[i][qname] = answer
+    results = []
+    for i, (chosen, queries, ctx, error) in enumerate(plans):
+        if chosen is None or not queries:
+            results.append(ScoreResult(status="score_failed", score=None, attempts=0,
+                                       error=error or f"protocol {chosen.name!r} asks this pair nothing"))
+            continue
+        results.append(_combine(chosen, queries, [answers[i][q.name] for q in queries], ctx))
+    return results
 
 
 def _what(query: Query) -> str:
@@ -197,8 +236,8 @@ def _what(query: Query) -> str:
     return f"{', '.join(query.dims)} ({_num(query.lo)}-{_num(query.hi)} each)"
 
 
-def _combine(protocol: Protocol, answers: list[QueryAnswer]) -> ScoreResult:
-    queries = protocol.queries
+def _combine(protocol: Protocol, queries: tuple[Query, ...], answers: list[QueryAnswer],
+             ctx: PairContext | None = None) -> ScoreResult:
     attempts = sum(a.attempts for a in answers)
     if len(queries) == 1:  # one query: its reply and details are the record's own
         raw, reasoning, details = answers[0].raw_reply, answers[0].reasoning, dict(answers[0].details)
@@ -215,7 +254,11 @@ def _combine(protocol: Protocol, answers: list[QueryAnswer]) -> ScoreResult:
         return ScoreResult(status="score_failed", score=None, raw_reply=raw, reasoning=reasoning, error=error,
                            attempts=attempts, details=details)
     values = {f"{q.name}.{dim}": v for q, a in zip(queries, answers) for dim, v in a.values.items()}
-    dims = protocol.combine(values)
+    try:
+        dims = protocol.combine_for(values, ctx)
+    except (ProtocolError, KeyError, ValueError) as e:
+        return ScoreResult(status="score_failed", score=None, raw_reply=raw, reasoning=reasoning, attempts=attempts,
+                           error=f"the {protocol.name} formula cannot combine {values}: {e}", details=details)
     if protocol.dims:
         details["dimensions"] = {k: v for k, v in dims.items() if k != "overall"}
     return ScoreResult(status="scored", score=float(dims["overall"]), raw_reply=raw, reasoning=reasoning,
@@ -251,13 +294,13 @@ def combine_passes(passes: list[list[ScoreResult]]) -> list[ScoreResult]:
     return out
 
 
-def resolve_protocol(name: str, scoring: str = "generate") -> Protocol:
-    """The protocol a judge's `protocol` init_arg names; `logits` scoring needs a single-score protocol."""
+def resolve_protocol(name: Any, scoring: str = "generate") -> Protocol | ProtocolSet:
+    """The protocol(s) a judge's `protocol` init_arg names (a name, or {default, categories} for several
+    protocols in one run); `logits` scoring needs single-score protocols."""
     from src.models.base import ModelError
-    from src.scoring.protocols import ProtocolError, get_protocol
 
     try:
-        protocol = get_protocol(name)
+        protocol = resolve_protocols(name)
     except ProtocolError as e:
         raise ModelError(str(e)) from None
     if scoring == "logits" and not protocol.supports_logits:
@@ -277,10 +320,10 @@ def score_by_chat(
 ) -> list[ScoreResult]:
     """One `lo`-`hi` score per request from the request's own prompt (the category_0to10 protocol)."""
     query = Query("score", None, ("original", "edited"), ("score",), lo, hi)
-    protocol = Protocol("category_0to10", (query,), lambda v: {"overall": v["score.score"]}, ())
+    protocol = Protocol("category_0to10", (query,), lambda v, ctx=None: {"overall": v["score.score"]}, ())
     answers = ask(requests, chat_fn, lambda text: parse_values(text, query), max_retries, build=build,
                   what=_what(query))
-    return [_combine(protocol, [answer]) for answer in answers]
+    return [_combine(protocol, (query,), [answer]) for answer in answers]
 
 
 def _with_previous(details: dict[str, Any], previous: list[dict[str, Any]]) -> dict[str, Any]:
@@ -288,6 +331,14 @@ def _with_previous(details: dict[str, Any], previous: list[dict[str, Any]]) -> d
     if any(previous):
         details = dict(details, previous=list(previous))
     return details
+
+
+def prompt_variables(request: ScoreRequest, roles: tuple[str, ...] | None = None) -> dict[str, Any]:
+    from src.prompts import template_variables
+
+    return template_variables(instruction=request.instruction, description=request.description,
+                              category=request.category, pair_id=request.pair_id, metadata=request.metadata,
+                              image_roles=roles if roles is not None else request.image_roles)
 
 
 __all__ = ["RETRY_INSTRUCTION", "ChatReply", "ChatFailure", "conversation", "without_images", "ask",

@@ -1,0 +1,195 @@
+"""Per-benchmark protocols (kris, rise, imgedit): which queries each kind of pair gets, the official
+formulas computed by hand, replies in the official formats, several protocols in one run, and a
+served judge end to end (KRIS: the reference image and the explanation reach the judge)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from src.cli import main
+from src.scoring.parse import ScoreParseError
+from src.scoring.protocols import (PROTOCOLS, PairContext, ProtocolError, ProtocolSet, parse_values,
+                                   resolve_protocols, resolve_roles)
+from tests.conftest import make_benchmark, png_b64, write_config
+from tests.openai_server import Reply
+from tests.test_pipeline import report_of
+from tests.test_protocols import served  # noqa: F401  (fixture)
+
+KRIS, RISE, IMGEDIT = PROTOCOLS["kris"], PROTOCOLS["rise"], PROTOCOLS["imgedit"]
+
+
+def names(protocol, category, metadata=None, roles=()):
+    return [q.name for q in protocol.queries_for(PairContext(category, metadata or {}, tuple(roles)))]
+
+
+def test_kris_queries_per_task():
+    assert names(KRIS, "count_change") == ["consistency", "instruction", "quality"]
+    assert names(KRIS, "Biology") == ["consistency", "knowledge", "quality"]  # knowledge: one dual query
+    assert names(KRIS, "anomaly_correction") == ["consistency", "instruction_explained", "quality"]
+    assert names(KRIS, "viewpoint_change", roles=("reference",)) == ["consistency", "instruction_viewpoint", "quality"]
+    assert names(KRIS, "my group", {"task": "multi-element_composition"}) == ["consistency", "instruction", "quality"]
+    with pytest.raises(ProtocolError, match="not a KRIS-Bench task"):
+        names(KRIS, "物理")
+    quality = next(q for q in KRIS.queries if q.name == "quality")
+    assert quality.images == ("edited",)  # quality on the edited image alone
+
+
+def test_rise_queries_follow_the_official_branches():
+    assert names(RISE, "temporal_reasoning") == ["consistency", "reasoning", "appearance"]
+    assert names(RISE, "causal_reasoning", {"reasoning_img": True}) == ["consistency", "reasoning_with_input",
+                                                                       "appearance"]
+    assert names(RISE, "spatial_reasoning", roles=("reference",)) == ["consistency_spatial_ref", "reasoning_ref_image",
+                                                                     "appearance"]
+    assert names(RISE, "x", {"category": "spatial_reasoning", "consistency_free": True}) == ["reasoning", "appearance"]
+    assert names(RISE, "logical_reasoning", {"reference_txt": "B"}) == ["consistency_logical", "reasoning_logical"]
+    assert names(RISE, "logical_reasoning", roles=("reference",)) == ["consistency_logical_ref",
+                                                                      "reasoning_logical_ref"]
+    assert names(RISE, "temporal_reasoning", {"consistency_free": float("nan")})[0] == "consistency"  # NaN = absent
+
+
+def test_imgedit_queries_per_edit_type():
+    assert names(IMGEDIT, "anything", {"edit_type": "adjust"}) == ["adjust"]
+    assert names(IMGEDIT, "remove") == ["remove"]
+    query = next(q for q in IMGEDIT.queries if q.name == "compose")
+    assert query.dims == ("instruction_compliance", "visual_naturalness", "physical_consistency_fine_detail")
+    with pytest.raises(ProtocolError, match="edit_type"):
+        names(IMGEDIT, "other")
+
+
+def test_kris_formula_by_hand():
+    ctx = PairContext("biology")
+    dims = KRIS.combine_for({"consistency.consistency": 4, "knowledge.instruction": 3, "knowledge.knowledge": 2,
+                             "quality.quality": 5}, ctx)
+    assert dims == {"consistency": 4, "instruction": 3, "knowledge": 2, "quality": 5, "overall": 3.5}
+    dims = KRIS.combine_for({"consistency.consistency": 5, "instruction.instruction": 4, "quality.quality": 3}, ctx)
+    assert dims["overall"] == 4 and "knowledge" not in dims
+
+
+def test_rise_formula_by_hand():
+    temporal = PairContext("temporal_reasoning")
+    # 0.3*4 + 0.5*5 + 0.2*3 = 1.2 + 2.5 + 0.6 = 4.3
+    assert RISE.combine_for({"consistency.consistency": 4, "reasoning.reasoning": 5, "appearance.appearance": 3},
+                            temporal)["overall"] == pytest.approx(4.3)
+    # R = 1: (0.3*5 + 0.5*1 + 0.2*5) * 0.5 = 3.0 * 0.5 = 1.5
+    assert RISE.combine_for({"consistency.consistency": 5, "reasoning.reasoning": 1, "appearance.appearance": 5},
+                            temporal)["overall"] == pytest.approx(1.5)
+    # R = 1, halved below 1 -> 1: (0.3*1 + 0.5*1 + 0.2*1) * 0.5 = 0.5 -> 1
+    assert RISE.combine_for({"consistency.consistency": 1, "reasoning.reasoning": 1, "appearance.appearance": 1},
+                            temporal)["overall"] == 1
+    # consistency-free: 0.2*4 + 0.8*3 = 0.8 + 2.4 = 3.2
+    free = PairContext("spatial_reasoning", {"consistency_free": True})
+    assert RISE.combine_for({"reasoning.reasoning": 3, "appearance.appearance": 4}, free)["overall"] == pytest.approx(3.2)
+    # logical: 0/1 mapped to 1/5; 0.3*5 + 0.7*1 = 2.2, R = 1 -> 1.1
+    logical = PairContext("logical_reasoning", {"reference_txt": "7"})
+    dims = RISE.combine_for({"consistency_logical.consistency": 1, "reasoning_logical.reasoning": 0}, logical)
+    assert dims["consistency"] == 5 and dims["reasoning"] == 1 and dims["overall"] == pytest.approx(1.1)
+    dims = RISE.combine_for({"consistency_logical.consistency": 1, "reasoning_logical.reasoning": 1}, logical)
+    assert dims["overall"] == 5 and "appearance" not in dims
+
+
+def test_imgedit_formula_by_hand():
+    dims = IMGEDIT.combine_for({"add.prompt_compliance": 4, "add.visual_naturalness": 3,
+                                "add.physical_detail_coherence": 3}, PairContext("add"))
+    assert dims["overall"] == pytest.approx(10 / 3)  # not rounded to 3.33 in the record
+
+
+def q(protocol, name):
+    return next(x for x in protocol.queries if x.name == name)
+
+
+@pytest.mark.parametrize("reply, values", [
+    ('{"consistency_score": 4, "reasoning": "kept"}', {"consistency": 4}),  # the official KRIS key
+    ("Consistency score: 3", {"consistency": 3}),
+    ('{"score": 2, "reasoning": "x"}', {"consistency": 2}),
+])
+def test_single_value_replies(reply, values):
+    assert parse_values(reply, q(KRIS, "consistency")).values == values
+
+
+def test_official_style_replies():
+    assert parse_values('{"instruction_score": 4, "knowledge_score": 2, "instruction_reasoning": "a"}',
+                        q(KRIS, "knowledge")).values == {"instruction": 4, "knowledge": 2}
+    reply = ("Brief reasoning: the lamp is red but a seam shows.\nPrompt Compliance: 4\nVisual Seamlessness: 3\n"
+             "Physical & Detail Fidelity: 3")
+    assert parse_values(reply, q(IMGEDIT, "adjust")).values == {
+        "prompt_compliance": 4, "visual_seamlessness": 3, "physical_detail_fidelity": 3}
+    assert parse_values("The answer matches. **Final Score**: 1", q(RISE, "reasoning_logical")).values == {
+        "reasoning": 1}
+    with pytest.raises(ScoreParseError, match="outside"):
+        parse_values("Final Score: 5", q(RISE, "reasoning_logical"))  # logical tasks are 0/1
+    with pytest.raises(ScoreParseError, match="lacks a value for physical_detail_fidelity"):
+        parse_values("Prompt Compliance: 4\nVisual Seamlessness: 3", q(IMGEDIT, "adjust"))
+
+
+def test_roles():
+    assert resolve_roles(("original", "original_*", "edited"), ["reference", "original_3", "original_2"]) == (
+        "original", "original_2", "original_3", "edited")
+    assert resolve_roles(("original", "edited", "reference?"), []) == ("original", "edited")
+    with pytest.raises(ValueError, match="'reference' image"):
+        resolve_roles(("reference", "edited"), ["original_2"])
+
+
+def test_several_protocols_in_one_run_spec():
+    protocols = resolve_protocols({"default": "viescore", "categories": {"biology": "kris"}})
+    assert isinstance(protocols, ProtocolSet) and protocols.for_category("biology").name == "kris"
+    assert protocols.for_category("物理").name == "viescore"
+    with pytest.raises(ProtocolError, match="did you mean 'kris'"):
+        resolve_protocols({"categories": {"biology": "kriss"}})
+    with pytest.raises(ProtocolError, match="no protocol for category"):
+        resolve_protocols({"categories": {"biology": "kris"}}).for_category("x")
+
+
+def _kris_benchmark(path):
+    ref = png_b64((0, 200, 0), (24, 16))
+    extra = {
+        "viewpoint_change": [{"pair_id": "v1", "original_image_b64": png_b64((200, 0, 0), (24, 16)),
+                              "edit_instruction": "show it from above", "named_images_b64": {"reference": ref}}],
+        "biology": [{"pair_id": "b1", "original_image_b64": png_b64((0, 0, 200), (24, 16)),
+                     "edit_instruction": "show the leaf in autumn", "explain_en": "chlorophyll breaks down: yellow"},
+                    {"pair_id": "b2", "original_image_b64": png_b64((0, 90, 200), (24, 16)),
+                     "edit_instruction": "show the frog as a tadpole"}],  # no explanation: fails with a clear error
+        "count_change": [{"pair_id": "c1", "original_image_b64": png_b64((90, 90, 0), (24, 16)),
+                          "edit_instruction": "add two apples"}],
+    }
+    return make_benchmark(path, categories=[], extra=extra)
+
+
+def test_kris_through_the_pipeline_with_a_served_judge(tmp_path, served):  # noqa: F811
+    seen = []
+
+    def reply(body):
+        user = [m for m in body["messages"] if m["role"] == "user"][0]
+        text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
+        n_images = sum(1 for p in user["content"] if p.get("type") == "image_url")
+        seen.append((text, n_images))
+        if "VISUAL QUALITY" in text:
+            return Reply(content='{"score": 5, "reasoning": "clean"}')
+        if "CONSISTENCY" in text:
+            return Reply(content='{"consistency_score": 4}')  # the official key is read too
+        if "knowledge a correct edit relies on" in text:
+            return Reply(content='{"instruction": 3, "knowledge": 2, "reasoning": "half"}')
+        if "viewpoint" in text:
+            return Reply(content="Score: 2")
+        return Reply(content='{"score": 4}')
+
+    served.handler = reply
+    data = _kris_benchmark(tmp_path / "kris.json")
+    judge = {"class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
+             "init_args": {"model": "judge", "base_url": served.base_url, "api_key_env": "TEST_JUDGE_KEY",
+                           "protocol": "kris", "max_retries": 0, "backoff_s": 0.01, "batch_size": 4}}
+    cfg = write_config(tmp_path / "c.yaml", data, judge=judge)
+    assert main(["--config", str(cfg), "--run-name", "k"]) == 0
+    pairs = {p["pair_id"]: p for p in report_of(tmp_path / "outputs" / "k")["pairs"]}
+    assert pairs["b1"]["dimensions"] == {"consistency": 4, "instruction": 3, "knowledge": 2, "quality": 5}
+    assert pairs["b1"]["score"] == pytest.approx(3.5)
+    assert pairs["v1"]["dimensions"] == {"consistency": 4, "instruction": 2, "quality": 5}
+    assert pairs["c1"]["score"] == pytest.approx((4 + 4 + 5) / 3)
+    assert pairs["b2"]["status"] == "score_failed" and "explain_en" in pairs["b2"]["error"]
+    # the explanation reached the knowledge prompt; the viewpoint judge saw the ground truth as a 3rd image
+    assert any("chlorophyll breaks down" in t and n == 2 for t, n in seen)
+    assert any("viewpoint" in t and n == 3 and "reference image" in t for t, n in seen)
+    assert all(n == 1 for t, n in seen if "VISUAL QUALITY" in t)
+    assert "kris_quality" in pairs["c1"]["template"]
