@@ -71,3 +71,29 @@ def bench_file(tmp_path) -> Path:
 @pytest.fixture
 def fake_config(tmp_path, bench_file) -> Path:
     return write_config(tmp_path / "config.yaml", bench_file)
+
+
+@pytest.fixture(scope="session")
+def public_benchmarks(tmp_path_factory) -> dict[str, dict]:
+    """Tiny GEdit-Bench / KRIS-Bench / RISEBench / ImgEdit files in their real layouts (tests/public_formats.py):
+    format -> {"path", "image_root"}. Shared: treat as read-only."""
+    from tests.public_formats import write_all
+
+    return write_all(tmp_path_factory.mktemp("public-benchmarks"))
+
+
+@pytest.fixture(scope="session")
+def public_runs(public_benchmarks, tmp_path_factory) -> dict[str, Path]:
+    """Each public benchmark run end to end through `python main.py` (in process) with the fake editor and
+    judge, format auto-detected: format -> run folder (report.json ...). Shared: treat as read-only."""
+    from src.cli import main
+
+    root = tmp_path_factory.mktemp("public-runs")
+    runs = {}
+    for fmt, spec in public_benchmarks.items():
+        cfg = write_config(root / f"{fmt}.yaml", spec["path"])
+        sets = [f"benchmark.image_root={spec['image_root']}"] if spec["image_root"] else []
+        code = main(["--config", str(cfg), "--run-name", fmt] + [a for s in sets for a in ("--set", s)])
+        assert code == 0, f"{fmt}: exit {code}"
+        runs[fmt] = root / "outputs" / fmt
+    return runs

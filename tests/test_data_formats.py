@@ -12,58 +12,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 import src.data as data
 from src.data import BenchmarkError, InvalidPair, detect_format, load_benchmark
 from src.data import kris as kris_mod
 from src.data.tools import convert_main, validate_main
-
-
-def img_bytes(size=(12, 8), color=(10, 200, 30), fmt="PNG") -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, fmt)
-    return buf.getvalue()
+from tests.public_formats import (gedit_rows, img_bytes, write_gedit_arrow_stream, write_gedit_parquet, write_imgedit,
+                                  write_kris, write_rise)
 
 
 # ----------------------------------------------------------------------------- GEdit-Bench
-
-GEDIT_SCHEMA = pa.schema([
-    ("task_type", pa.string()), ("key", pa.string()), ("instruction", pa.string()),
-    ("instruction_language", pa.string()),
-    ("input_image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-    ("input_image_raw", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-    ("Intersection_exist", pa.bool_()),
-])
-
-
-def gedit_rows():
-    rows = []
-    for task in ("background_change", "color_alter"):
-        for lang in ("en", "cn"):
-            for k in range(2):
-                key = f"{task[:3]}{k}"
-                im = img_bytes(size=(10 + k, 6), color=(k * 50, 10, 10))
-                rows.append({"task_type": task, "key": key, "instruction": f"{task} {lang} {k}",
-                             "instruction_language": lang, "input_image": {"bytes": im, "path": f"{key}.png"},
-                             "input_image_raw": {"bytes": im, "path": None}, "Intersection_exist": k == 0})
-    return rows
-
-
-def write_gedit_parquet(path: Path, rows=None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows or gedit_rows(), schema=GEDIT_SCHEMA), path, row_group_size=3)
-    return path
-
-
-def write_gedit_arrow_stream(path: Path, rows=None) -> Path:
-    """What the `datasets` library keeps in its cache: the arrow IPC stream format."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows or gedit_rows(), schema=GEDIT_SCHEMA)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=5)
-    return path
-
 
 def check_gedit(bm):
     assert bm.format == "gedit"
@@ -124,32 +82,6 @@ def test_gedit_wrong_columns(tmp_path):
 # ----------------------------------------------------------------------------- KRIS-Bench
 
 
-def write_kris(root: Path) -> Path:
-    tasks = {
-        "count_change": {"1": {"ori_img": "1.jpg", "ins_en": "Add one apple.", "explain_en": ""},
-                         "2": {"ori_img": "2.jpg", "ins_en": "Remove a cup.", "explain_en": "", "extra": [1, 2]}},
-        "viewpoint_change": {"1": {"ori_img": "1.jpg", "gt_img": "1_gt.jpg", "ins_en": "View from above.",
-                                   "explain_en": ""}},
-        "multi-element_composition": {"7": {"ori_img": ["7-1.jpg", "7-2.jpg", "7-3.jpg"],
-                                            "ins_en": "Put them together.", "explain_en": ""}},
-        "physics": {"3": {"ori_img": "3.jpg", "ins_en": "Heat the ice.", "explain_en": "Ice melts."},
-                    "4": {"ori_img": "missing.jpg", "ins_en": "Drop it.", "explain_en": "Gravity."},
-                    "5": "not a record"},
-        "my_own_task": {"1": {"ori_img": "1.jpg", "ins_en": "x", "explain_en": ""}},
-    }
-    for task, ann in tasks.items():
-        d = root / task
-        d.mkdir(parents=True)
-        (d / "annotation.json").write_text(json.dumps(ann, ensure_ascii=False), encoding="utf-8")
-        for rec in ann.values():
-            if isinstance(rec, dict):
-                names = rec["ori_img"] if isinstance(rec["ori_img"], list) else [rec["ori_img"]]
-                for i, name in enumerate(names + ([rec["gt_img"]] if "gt_img" in rec else [])):
-                    if name != "missing.jpg":
-                        (d / name).write_bytes(img_bytes(size=(8 + i, 8), fmt="JPEG"))
-    return root
-
-
 def test_kris_folder(tmp_path):
     root = write_kris(tmp_path / "KRIS_Bench")
     assert detect_format(root) == "kris" and detect_format(root / "physics") == "kris"
@@ -204,29 +136,6 @@ def test_kris_single_task_and_bad_annotation(tmp_path):
 # ----------------------------------------------------------------------------- RISEBench
 
 
-def write_rise(root: Path) -> Path:
-    records = [
-        {"index": "temporal_reasoning_1", "category": "temporal_reasoning", "subtask": "Life Progression",
-         "instruction": "Draw it a year later.", "image": "temporal_reasoning_images/1.png",
-         "reference": "Rotten, blackened banana."},
-        {"index": "causal_reasoning_1", "category": "causal_reasoning", "subtask": "State Transition",
-         "instruction": "Show it after heating.", "image": "causal_reasoning_images/1.png", "reference": "Melted."},
-        {"index": "logical_reasoning_1", "category": "logical_reasoning", "subtask": "Puzzle Solving",
-         "instruction": "Solve the maze.", "image": "logical_reasoning_images/1.png",
-         "reference_img": "logical_reasoning_images/1_ref.png", "consistency_free": None},
-        {"index": "spatial_reasoning_1", "category": "spatial_reasoning", "subtask": "Viewpoint Generation",
-         "instruction": "Top view.", "image": "spatial_reasoning_images/9.png", "reference": "A circle."},
-    ]
-    for rec in records:
-        for key in ("image", "reference_img"):
-            if rec.get(key) and "9.png" not in rec[key]:
-                (root / rec[key]).parent.mkdir(parents=True, exist_ok=True)
-                (root / rec[key]).write_bytes(img_bytes(size=(6, 6) if key == "image" else (7, 5)))
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "data_total.json").write_text(json.dumps(records, indent=1))
-    return root / "data_total.json"
-
-
 def test_rise_every_pair_valid(tmp_path):
     """Before: RISEBench loaded through the native reader and every pair was invalid (no image field)."""
     f = write_rise(tmp_path / "data")
@@ -261,21 +170,6 @@ def test_rise_renamed_file_detected_and_missing_category(tmp_path):
 
 
 # ----------------------------------------------------------------------------- ImgEdit
-
-
-def write_imgedit(root: Path, images: Path | None = None) -> Path:
-    images = images or root
-    doc = {"1082": {"id": "animal/000342021.jpg", "prompt": "Make the shell smooth.", "edit_type": "alter"},
-           "673": {"id": "style/000278574.jpg", "prompt": "Ukiyo-e style.", "edit_type": "style"},
-           "97": {"id": "for_add/000236569.jpg", "prompt": "Add a chandelier.", "edit_type": "add"},
-           "5": {"id": "animal/nope.jpg", "prompt": "x", "edit_type": "alter"}}
-    for rec in doc.values():
-        if "nope" not in rec["id"]:
-            (images / rec["id"]).parent.mkdir(parents=True, exist_ok=True)
-            (images / rec["id"]).write_bytes(img_bytes(size=(5, 9), fmt="JPEG"))
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "basic_edit.json").write_text(json.dumps(doc, indent=4))
-    return root / "basic_edit.json"
 
 
 def test_imgedit(tmp_path):
@@ -378,3 +272,26 @@ def test_convert_round_trip(tmp_path, capsys, fmt):
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
     assert convert_main([str(src), "--to", "jsonl", "--out", str(out)]) == 2  # exists: refused without --force
     assert "exists" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- end to end (shared fixture)
+
+
+@pytest.mark.parametrize("fmt", ["gedit", "kris", "rise", "imgedit"])
+def test_public_formats_end_to_end(public_runs, public_benchmarks, fmt):
+    """Each format through the pipeline (fake models): valid pairs edited and scored with their metadata in
+    the records; invalid pairs recorded as invalid_input with the loader's message; nothing lost."""
+    spec = public_benchmarks[fmt]
+    bench = load_benchmark(spec["path"], image_root=spec["image_root"])
+    report = json.loads((public_runs[fmt] / "report.json").read_text(encoding="utf-8"))
+    by_id = {(p["category"], p["pair_id"]): p for p in report["pairs"]}
+    assert set(by_id) == {(p.category, p.pair_id) for p in bench.iter_pairs()}
+    for pair in bench.iter_pairs():
+        rec = by_id[(pair.category, pair.pair_id)]
+        if pair.error:
+            assert rec["status"] == "invalid_input" and pair.error in rec["error"], rec
+        else:
+            assert rec["status"] == "scored", rec
+            assert rec["metadata"] == pair.metadata and rec["metadata"]["source_format"] == fmt
+            assert (public_runs[fmt] / rec["edited_image"]).is_file()
+    assert sum(p["status"] == "scored" for p in report["pairs"]) >= 3
