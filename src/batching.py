@@ -13,6 +13,8 @@ result per item, in order: the model's result, or an Exception for an item that 
 - Any other exception from a batch of more than one item: those items are run one by one, so one bad
   pair fails alone (the `call_batched` contract). `fn` must return exactly len(items) results; a
   different count is an error of the batch.
+- A sticky CUDA error (src/device_errors.py: illegal memory access, device-side assert, ECC ...) is
+  neither retried nor split: every item of the batch gets that error, and the pipeline stops the stage.
 - Growth. `auto=True`: start at `initial` and double (up to `max_size`) after `grow_after` consecutive
   successful calls (default 2). `auto=False`: the size only shrinks on OOM; with `grow_after` set it
   grows back (doubling) toward the configured `initial` after that many consecutive successes, never
@@ -23,7 +25,7 @@ result per item, in order: the model's result, or an Exception for an item that 
 
 `on_batch(n_items, seconds)` is called after each successful `fn` call (wire it to
 `PerfRecorder.model_call`). `sizes_used` counts successful calls per batch size; `events` lists
-{"kind": "oom" | "error" | "grow", "size_before", "size_after", "n_items", "error"}.
+{"kind": "oom" | "error" | "grow" | "sticky", "size_before", "size_after", "n_items", "error"}.
 
 The OOM path is exercised on CPU with a fake model raising `torch.OutOfMemoryError`; a real CUDA OOM
 has not been produced on this (GPU-less) machine.
@@ -65,6 +67,12 @@ def _oom_classes() -> tuple[type, ...]:
             if isinstance(cls, type):
                 classes.append(cls)
     return tuple(classes)
+
+
+def _is_sticky(exc: BaseException) -> bool:
+    from src.device_errors import is_sticky_device_error
+
+    return is_sticky_device_error(exc)
 
 
 def is_oom(exc: BaseException | None) -> bool:
@@ -146,6 +154,9 @@ class AdaptiveBatcher:
                 self._maybe_grow()
             return results
         self._streak = 0
+        if _is_sticky(error):  # the CUDA context is gone: every retry would fail too; the pipeline stops
+            self._event("sticky", self.size, self.size, len(chunk), error)
+            return [error] * len(chunk)
         if is_oom(error):
             error.__traceback__ = None  # the frames hold the failed batch's tensors
             self.free_fn()

@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from src.models.base import ModelError
     from src.pipeline import ResumeError, run
     from src.prompts import PromptError
+    from src.device_errors import StickyDeviceError
 
     user_errors = (UsageError, ConfigError, BenchmarkError, ModelError, ResumeError, PromptError)
     run_dir = None
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors as e:
         log.error("%s", e)
         return 2
+    except StickyDeviceError as e:  # the GPU is unusable for this process: one clear message, no traceback
+        log.error("%s", e)
+        return 1
     except KeyboardInterrupt:
         log.error("interrupted; continue with: python main.py --resume %s", run_dir or "")
         return 130

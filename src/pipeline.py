@@ -36,6 +36,7 @@ from src.state import EditRecord, ScoreRecord, State, write_file_atomic
 from src.batching import AdaptiveBatcher
 from src.perf import PerfRecorder
 from src.residency import choose_residency
+from src.device_errors import stop_on_sticky
 
 log = logging.getLogger("ieb")
 
@@ -443,6 +444,8 @@ def edit_image_path(category: str, pair: PairSpec) -> str:
 def _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher: AdaptiveBatcher) -> None:
     t0 = time.perf_counter()
     results = batcher.call(editor.edit, [req for _, req, _ in batch])  # halves the batch on out-of-memory
+    # A sticky CUDA error (illegal memory access, device-side assert, ECC) stops the stage unrecorded.
+    stop_on_sticky("edit", [f"category {p.category!r}, pair {p.pair_id!r}" for p, _, _ in batch], results)
     per_item = (time.perf_counter() - t0) / len(batch)
     for (pair, req, sha), res in zip(batch, results):
         common = dict(seed=req.seed, input_sha256=sha, seconds=round(per_item, 4))
@@ -500,6 +503,8 @@ def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]]
             if requests:
                 t0 = time.perf_counter()
                 results = batcher.call(judge.score, requests)  # halves the batch on out-of-memory
+                stop_on_sticky("score", [f"category {p.category!r}, pair {p.pair_id!r}" for p, _ in ready], results,
+                               result_errors=False)  # a served judge's errors are the server's, not ours
                 per_item = round((time.perf_counter() - t0) / len(requests), 4)
                 for (pair, rec), req, res in zip(ready, requests, results):
                     if isinstance(res, Exception):

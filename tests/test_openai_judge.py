@@ -284,6 +284,15 @@ def test_refusals_are_recorded_not_retried(server, make_judge, reply, raw):
     assert res.details["transport_attempts"] == 1
 
 
+def test_reply_cut_by_max_tokens_is_truncated_never_parsed(server, make_judge):
+    # finish_reason "length": the text holds a parseable score, but the reply did not end: not parsed.
+    server.push(Reply(content='{"score": 9, "reasoning": "fine"} and then', finish_reason="length"))
+    (res,) = make_judge(max_retries=2).score([make_request(0)])
+    assert res.status == "score_failed" and res.score is None
+    assert res.error.startswith("truncated:") and res.details["reason"] == "truncated"
+    assert res.raw_reply.startswith('{"score": 9') and len(server.requests) == 1
+
+
 def test_connection_refused_fails_cleanly(server):
     with socket.socket() as s:  # a loopback port with nobody listening
         s.bind(("127.0.0.1", 0))

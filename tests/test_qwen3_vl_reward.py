@@ -7,19 +7,25 @@ judge's tests live in tests/test_transformers_vlm.py.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from src.models.base import JudgePrompt, ScoreRequest
 from src.models.reward import chat
+from src.models.reward.hf_vlm import THINKING_MAX_NEW_TOKENS
 from src.models.reward.implementations.qwen3_vl_reward import (
     LOGITS_PREFIX,
     RETRY_INSTRUCTION,
     Qwen3VLRewardModel,
 )
 from src.models.tiny import resolve_model_path
+from src.scoring.parse import parse_score
 from tests.test_transformers_vlm import (
+    all_finished,
+    check_truncated_replies_fail,
+    check_truncation_follows_eos,
     check_batch_equals_single,
     check_batch_exception_falls_back_to_single,
     check_cuda_without_gpu_is_a_model_error,
@@ -64,7 +70,7 @@ def test_signature_defaults():
     params = inspect.signature(Qwen3VLRewardModel.__init__).parameters
     assert params["model_name"].default == "Qwen/Qwen3-VL-8B-Instruct"
     assert params["scoring"].default == "generate"
-    assert params["max_new_tokens"].default == 512
+    assert params["max_new_tokens"].default is None  # 512, or 8192 for thinking checkpoints (at load)
     assert params["max_retries"].default == 2
     assert params["min_pixels"].default is None and params["max_pixels"].default is None
 
@@ -94,9 +100,57 @@ def test_logits_prompt_ends_with_forced_prefix(tiny_cache):
     assert LOGITS_PREFIX == '{"score": '
 
 
-def test_generate_random_model_fails_after_retries(tiny_cache):
+def test_generate_random_model_fails_after_retries(tiny_cache, monkeypatch):
     model = make_model(tiny_cache, scoring="generate", max_retries=2, batch_size=2)
+    check_truncated_replies_fail(model, model.score([make_request(0), make_request(1)]))
+    check_truncation_follows_eos(model)
+    all_finished(model, monkeypatch)
     check_unparseable_replies_fail(model.score([make_request(0), make_request(1)]), attempts=3)
+
+
+@pytest.fixture(scope="session")
+def thinking_checkpoint(tiny_cache, tmp_path_factory):
+    """tiny:qwen3-vl with a Qwen3-VL-Thinking-style generation prompt ("<|im_start|>assistant\n<think>\n");
+    the other files are links to the tiny checkpoint's."""
+    src = Path(resolve_model_path("tiny:qwen3-vl", cache_dir=tiny_cache))
+    out = tmp_path_factory.mktemp("qwen3-vl-thinking")
+    for f in src.iterdir():
+        if f.name != "chat_template.jinja" and not f.name.startswith("."):
+            (out / f.name).symlink_to(f)
+    template = (src / "chat_template.jinja").read_text()
+    assert "'<|im_start|>assistant\\n'" in template
+    (out / "chat_template.jinja").write_text(template.replace("'<|im_start|>assistant\\n'",
+                                                              "'<|im_start|>assistant\\n<think>\\n'"))
+    return str(out)
+
+
+def test_thinking_checkpoint_only_the_text_after_think_is_an_answer(thinking_checkpoint, monkeypatch):
+    model = make_model(None, model_name=thinking_checkpoint, scoring="generate", max_new_tokens=None, max_retries=0)
+    assert model.thinking is True and model.new_tokens == THINKING_MAX_NEW_TOKENS == 8192
+    assert model._generation_config.max_new_tokens == 8192
+    assert model._prompt_text(make_request(0)).endswith("<think>\n")
+    model._generation_config.max_new_tokens = 2  # the replies are substituted below: keep generate() short
+    replies = ['The edit looks like {"score": 3} at first.\n</think>\n\n{"score": 8, "reasoning": "red"}',
+               'Still thinking: {"score": 9, "reasoning": "premature"}']  # no </think>: no answer
+    all_finished(model, monkeypatch)
+    it = iter(replies)
+    monkeypatch.setattr(model, "_decode_replies", lambda tokens: [next(it) for _ in range(len(tokens))])
+    done, open_block = model.score([make_request(0), make_request(1)])
+    assert done.status == "scored" and done.score == 8.0 and done.reasoning == "red"
+    assert done.raw_reply == "<think>\n" + replies[0]  # the block as the model saw it, opened by the template
+    assert open_block.status == "score_failed" and open_block.score is None
+    assert open_block.raw_reply == "<think>\n" + replies[1] and "thinking" in open_block.error
+    assert parse_score(replies[1]).score == 9.0  # the same text would be an answer without the opened block
+    model.release()
+
+
+def test_thinking_reply_cut_by_max_new_tokens_is_truncated(thinking_checkpoint):
+    # The random model never closes its thinking block within 5 tokens: truncated, whatever it says.
+    model = make_model(None, model_name=thinking_checkpoint, scoring="generate", max_new_tokens=5)
+    (res,) = model.score([make_request(0)])
+    assert res.status == "score_failed" and res.details["reason"] == "truncated"
+    assert res.raw_reply.startswith("<think>\n") and res.attempts == 1
+    model.release()
 
 
 def test_generate_valid_reply_is_scored(tiny_cache, monkeypatch):

@@ -120,8 +120,31 @@ def check_unparseable_replies_fail(results, attempts: int) -> None:
         assert r.error.startswith("could not parse a 0-10 score")
 
 
+def check_truncated_replies_fail(model, results) -> None:
+    """The random tiny model never emits its end-of-sequence token within a few tokens: every reply is
+    cut by max_new_tokens, recorded as truncated with its text, never parsed, never retried."""
+    for r in results:
+        assert r.status == "score_failed" and r.score is None and r.attempts == 1
+        assert r.error.startswith("truncated:") and r.details["reason"] == "truncated"
+        assert r.details["max_new_tokens"] == model.new_tokens and isinstance(r.raw_reply, str)
+
+
+def all_finished(model, monkeypatch) -> None:
+    """Pretend every generated row ended with end-of-sequence (the random model's never do)."""
+    monkeypatch.setattr(model, "_rows_finished", lambda tokens: [True] * len(tokens))
+
+
+def check_truncation_follows_eos(model) -> None:
+    """_rows_finished reads the generated tokens: a row holding an eos id ended, one without was cut."""
+    eos = sorted(model._eos_ids())[0]
+    other = next(i for i in range(50) if i not in model._eos_ids())
+    rows = torch.tensor([[other, other, eos, eos], [other, other, other, other]])
+    assert model._rows_finished(rows) == [True, False]
+
+
 def check_valid_reply_is_scored(model, monkeypatch, requests) -> None:
     reply = '{"score": 7, "reasoning": "follows the instruction"}'
+    all_finished(model, monkeypatch)
     monkeypatch.setattr(model, "_decode_replies", lambda tokens: [reply] * len(tokens))
     results = model.score(requests)
     for r in results:
@@ -133,6 +156,7 @@ def check_retry_extends_the_conversation(model, monkeypatch, request, valid_repl
     """An unparseable reply, then `valid_reply` (score 4): the retry prompt holds the failed reply and
     the corrective turn."""
     replies = iter(["I think it is fine", valid_reply])
+    all_finished(model, monkeypatch)
     monkeypatch.setattr(model, "_decode_replies", lambda tokens: [next(replies) for _ in range(len(tokens))])
     prompts = []
     original = model._prompt_text
@@ -170,14 +194,14 @@ def test_signature_defaults_and_simple_annotations():
     params = {n: p for n, p in sig.parameters.items() if n != "self"}
     expected = {
         "model_name": "Qwen/Qwen2.5-VL-7B-Instruct", "device": "auto", "dtype": "bfloat16", "batch_size": 1,
-        "scoring": "generate", "protocol": "category_0to10", "max_new_tokens": 512, "max_retries": 2,
+        "scoring": "generate", "protocol": "category_0to10", "max_new_tokens": None, "max_retries": 2,
         "min_pixels": None, "max_pixels": None, "attn_implementation": None, "trust_remote_code": False,
         "cache_dir": None,
     }
     assert {n: p.default for n, p in params.items()} == expected
     hints = typing.get_type_hints(TransformersVLMRewardModel.__init__)
     assert all(name in hints for name in params)  # every parameter annotated
-    assert hints["trust_remote_code"] is bool and hints["max_new_tokens"] is int
+    assert hints["trust_remote_code"] is bool and hints["max_new_tokens"] == int | None
 
 
 def test_config_resolves_the_component():
@@ -278,12 +302,21 @@ def test_pixel_budget_is_passed_to_image_processor(tiny_cache):
 # ----------------------------------------------------------------------------- generate mode
 
 
-def test_generate_random_model_fails_with_raw_replies(tiny_cache):
+def test_generate_random_model_fails_with_raw_replies(tiny_cache, monkeypatch):
     model = make_model(tiny_cache, scoring="generate", max_new_tokens=4, max_retries=1, batch_size=2)
-    assert model._generation_config.do_sample is False
+    assert model._generation_config.do_sample is False and model.thinking is False
     assert model._generation_config.repetition_penalty == 1.0 and model._generation_config.temperature == 1.0
+    check_truncated_replies_fail(model, model.score([make_request(0), make_request(1)]))
+    check_truncation_follows_eos(model)
+    all_finished(model, monkeypatch)  # as if each reply had ended: unparseable, retried, then failed
     check_unparseable_replies_fail(model.score([make_request(0), make_request(1)]), attempts=2)
     model.release()
+
+
+def test_max_new_tokens_null_is_512_until_a_thinking_template_says_otherwise():
+    # Resolved again at load (tests/test_qwen3_vl_reward.py: 8192 for a thinking checkpoint).
+    model = TransformersVLMRewardModel(max_new_tokens=None)
+    assert model.thinking is False and model.new_tokens == hf_vlm.DEFAULT_MAX_NEW_TOKENS == 512
 
 
 def test_generate_valid_reply_is_scored(tiny_cache, monkeypatch):

@@ -29,6 +29,18 @@ Batching
     turn), since greedy decoding would repeat itself. After the last failure: `score_failed` with the
     last reply in `raw_reply` — a score is never invented.
 
+Thinking and truncation (generate)
+    A reply that ends without an end-of-sequence token was cut by `max_new_tokens`: it is a
+    `ChatFailure` with `details["reason"] = "truncated"` (the record is `score_failed`, the cut text in
+    `raw_reply`), never parsed and not retried (greedy decoding would cut it again). When the chat
+    template opens a thinking block (generation prompt ending in "<think>\n", the Qwen3-VL-*-Thinking
+    checkpoints; `self.thinking`), the reply text is "<think>\n" + the generated text, so the parser
+    reads only what follows "</think>"; a reply without "</think>" holds no answer. `max_new_tokens: null`
+    (default) is DEFAULT_MAX_NEW_TOKENS (512), or THINKING_MAX_NEW_TOKENS (8192) for thinking checkpoints.
+
+Sticky CUDA errors (src/device_errors.py: illegal memory access, device-side assert, ECC) are re-raised,
+never turned into per-pair failures: the pipeline stops the stage.
+
 ``scoring: logits``
     ONE forward pass over  `<chat prompt>` + LOGITS_PREFIX + "1",  LOGITS_PREFIX = '{"score": '. The
     tokenizer must split numbers into single digits ("10" = "1","0"; checked at load, a ModelError
@@ -62,6 +74,7 @@ import math
 from typing import Any, ClassVar
 
 from src.batching import is_oom
+from src.device_errors import is_sticky_device_error
 from src.models.base import (
     BaseRewardModel,
     ModelError,
@@ -70,7 +83,7 @@ from src.models.base import (
     free_memory,
     parse_dtype,
 )
-from src.models.reward.chat import conversation, resolve_protocol, score_with_protocol, without_images
+from src.models.reward.chat import ChatFailure, conversation, resolve_protocol, score_with_protocol, without_images
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +92,10 @@ LOGITS_PREFIX = '{"score": '
 THINK_OPEN = "<think>\n"
 THINK_CLOSE_EMPTY = "\n</think>\n\n"
 SCORING_MODES = ("generate", "logits")
+# max_new_tokens: null resolves at load: a JSON score with one sentence of reasoning fits in 512 tokens; a
+# thinking checkpoint (Qwen3-VL-*-Thinking) reasons first, often for thousands of tokens.
+DEFAULT_MAX_NEW_TOKENS = 512
+THINKING_MAX_NEW_TOKENS = 8192
 # Sampling knobs reset to their neutral values for greedy decoding (see greedy_generation_config).
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "typical_p", "repetition_penalty")
 
@@ -260,6 +277,20 @@ def chat_content_style(processor) -> str:
                      "images + text, assistant reply, corrective user turn): " + "; ".join(errors))
 
 
+def opens_thinking(processor, content_style: str = "string") -> bool:
+    """True when the chat template's generation prompt opens a thinking block (ends with "<think>\n",
+    as the Qwen3-VL-*-Thinking templates do): the reply then starts inside it, and only the text after
+    "</think>" is an answer."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "x"}]
+    if content_style == "parts":
+        messages = _as_text_parts(messages)
+    try:
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - a template that needs more than one user turn: the probe decides
+        return False
+    return str(text).endswith(THINK_OPEN)
+
+
 # ----------------------------------------------------------------------------- the judge
 
 
@@ -277,7 +308,7 @@ class HFVLMRewardModel(BaseRewardModel):
         batch_size: int = 1,
         scoring: str = "generate",
         protocol: str = "category_0to10",
-        max_new_tokens: int = 512,
+        max_new_tokens: int | None = None,
         max_retries: int = 2,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
@@ -289,8 +320,9 @@ class HFVLMRewardModel(BaseRewardModel):
                          cache_dir=cache_dir)
         if scoring not in SCORING_MODES:
             raise ModelError(f"scoring must be one of {', '.join(SCORING_MODES)}, got {scoring!r}")
-        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-            raise ModelError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool)
+                                           or max_new_tokens < 1):
+            raise ModelError(f"max_new_tokens must be a positive integer or null (auto), got {max_new_tokens!r}")
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise ModelError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
@@ -317,6 +349,8 @@ class HFVLMRewardModel(BaseRewardModel):
         self._generation_config: Any = None
         self._content_style = "string"
         self._forward_params: frozenset[str] = frozenset()
+        self.thinking = False  # set at load: the chat template opens a <think> block
+        self.new_tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS  # max_new_tokens resolved at load
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -383,7 +417,13 @@ class HFVLMRewardModel(BaseRewardModel):
         if self.scoring == "logits":
             self._digit_ids = check_digit_tokens(processor.tokenizer)
         self._content_style = chat_content_style(processor)
-        self._generation_config = greedy_generation_config(model, processor.tokenizer, self.max_new_tokens)
+        self.thinking = opens_thinking(processor, self._content_style)
+        self.new_tokens = self.max_new_tokens or (THINKING_MAX_NEW_TOKENS if self.thinking else DEFAULT_MAX_NEW_TOKENS)
+        if self.thinking and self.scoring == "generate" and self.new_tokens < THINKING_MAX_NEW_TOKENS:
+            log.warning("%s is a thinking checkpoint (its chat template opens <think>) and max_new_tokens is %d: "
+                        "replies cut before their answer are recorded as truncated; %d or more is advised",
+                        self.model_name, self.new_tokens, THINKING_MAX_NEW_TOKENS)
+        self._generation_config = greedy_generation_config(model, processor.tokenizer, self.new_tokens)
         self._forward_params = frozenset(inspect.signature(model.forward).parameters)
         self.model, self.processor = model, processor
         self.model_class_name = type(model).__name__
@@ -442,14 +482,41 @@ class HFVLMRewardModel(BaseRewardModel):
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True,
                                            clean_up_tokenization_spaces=False)
 
-    def _generate(self, requests: list[ScoreRequest], histories: list[list[str]]) -> list[str]:
+    def _eos_ids(self) -> set[int]:
+        ids = self._generation_config.eos_token_id
+        ids = set(ids if isinstance(ids, (list, tuple)) else [ids])
+        ids.add(self.processor.tokenizer.eos_token_id)
+        return {int(i) for i in ids if i is not None}
+
+    def _rows_finished(self, new_tokens) -> list[bool]:
+        """Per row: did generation end with an end-of-sequence token (False: cut by max_new_tokens)."""
+        eos = self._eos_ids()
+        return [any(int(t) in eos for t in row.tolist()) for row in new_tokens]
+
+    def _generate(self, requests: list[ScoreRequest], histories: list[list[str]]) -> list[str | ChatFailure]:
+        """One reply per request: its text, or a `ChatFailure` (reason "truncated") for a reply cut by
+        `max_new_tokens`, which is never parsed. When the chat template opened a thinking block
+        (generation prompt ending in "<think>\n"), the reply is "<think>\n" + the generated text, so
+        the parser only reads what follows "</think>" (a reply with no "</think>" holds no answer)."""
         import torch
 
         texts = [self._prompt_text(r, h) for r, h in zip(requests, histories)]
         inputs = self._encode(texts, requests)
         with torch.inference_mode():
             out = self.model.generate(**inputs, generation_config=self._generation_config)
-        return self._decode_replies(out[:, inputs["input_ids"].shape[1]:])
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        replies: list[str | ChatFailure] = []
+        for text, prompt, finished in zip(self._decode_replies(new_tokens), texts, self._rows_finished(new_tokens)):
+            if prompt.endswith(THINK_OPEN):  # the thinking block was opened by the template, not the model
+                text = THINK_OPEN + text
+            if not finished:
+                replies.append(ChatFailure(
+                    f"truncated: the reply reached max_new_tokens ({self.new_tokens}) without an end-of-sequence "
+                    "token and is not parsed; raise max_new_tokens (thinking judges need thousands)",
+                    raw_reply=text, details={"reason": "truncated", "max_new_tokens": self.new_tokens}))
+            else:
+                replies.append(text)
+        return replies
 
     # ------------------------------------------------------------------ scoring
 
@@ -462,14 +529,16 @@ class HFVLMRewardModel(BaseRewardModel):
             try:
                 results.extend(self._score_batch(chunk))
             except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the run
-                if is_oom(exc):
-                    raise  # the pipeline's AdaptiveBatcher frees memory, halves the batch and retries
+                if is_oom(exc) or is_sticky_device_error(exc):
+                    raise  # OOM: the pipeline's AdaptiveBatcher halves the batch; sticky CUDA error: the stage stops
                 log.warning("batch of %d failed (%s: %s); retrying one by one", len(chunk), type(exc).__name__, exc)
                 free_memory(self.device)
                 for request in chunk:
                     try:
                         results.extend(self._score_batch([request]))
                     except Exception as exc1:  # noqa: BLE001
+                        if is_sticky_device_error(exc1):
+                            raise
                         log.warning("pair %s failed: %s: %s", request.pair_id, type(exc1).__name__, exc1)
                         free_memory(self.device)
                         results.append(ScoreResult(status="score_failed", score=None,

@@ -19,7 +19,8 @@ Transport (per request, in a thread pool of `max_concurrency`): timeouts, connec
 ...) or, when the server sends `Retry-After` / `retry-after-ms`, that long (capped at max_backoff_s).
 Other 4xx (400, 401, 403, 404, 422 ...) are not retried: the request is `score_failed` with the
 status and message. A refusal — finish_reason "content_filter", `message.refusal` set, or empty
-content — is `score_failed` with the refusal text as `raw_reply`, not retried.
+content — is `score_failed` with the refusal text as `raw_reply`, not retried. A reply cut by `max_tokens`
+(finish_reason "length") is `score_failed` with `details["reason"] = "truncated"`, never parsed, not retried.
 
 `ScoreResult.details = {"usage": {...}, "finish_reason": ..., "transport_attempts": n, "parse_method":
 ..., "structured_output": ...}` for the last call of a request; earlier calls of the same request (parse
@@ -504,6 +505,12 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         if choice.finish_reason in REFUSAL_FINISH_REASONS:
             raise _Permanent(ChatFailure(f"the judge refused (finish_reason {choice.finish_reason!r})",
                                          raw_reply=content or "", details=details))
+        if choice.finish_reason == "length":  # cut by max_tokens: never parsed, never retried
+            details["reason"] = "truncated"
+            raise _Permanent(ChatFailure(
+                f"truncated: the reply reached max_tokens ({self.max_tokens}) before it ended (finish_reason "
+                "'length') and is not parsed; raise max_tokens (thinking judges need thousands)",
+                raw_reply=content or "", details=details))
         if not content or not content.strip():
             raise _Permanent(ChatFailure(f"empty reply (finish_reason {choice.finish_reason!r})",
                                          raw_reply=content or "", details=details))

@@ -74,7 +74,7 @@ class Qwen3VLRewardModel(HFVLMRewardModel):
         batch_size: int = 1,
         scoring: str = "generate",
         protocol: str = "category_0to10",
-        max_new_tokens: int = 512,
+        max_new_tokens: int | None = None,
         max_retries: int = 2,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
