@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         from src.compare import compare_main
 
         return compare_main(argv[1:])
+    if argv[:1] == ["align"]:  # python main.py align RUN --human ratings.csv (docs/compare.md)
+        from src.align import align_main
+
+        return align_main(argv[1:])
     if argv[:1] in (["validate"], ["convert"]):  # python main.py validate|convert FILE ... (src/data/tools.py)
         from src.data import tools
 

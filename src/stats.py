@@ -244,7 +244,7 @@ def correlations(x: Sequence[float], y: Sequence[float], *, seed: int = 0, n_res
                  methods: Sequence[str] = ("spearman", "kendall", "pearson")) -> dict[str, Any]:
     """{n, spearman: {r, p, ci95}, kendall: {...}, pearson: {...}}: r and p from scipy.stats, the CI a
     percentile bootstrap resampling the pairs together; r is None when undefined (fewer than 3 pairs, or
-    one side constant). Resamples where r is undefined (constant) are left out of the CI."""
+    one side constant). Resamples where r is undefined (constant) are left out of the CI; n_resamples=0: no CI."""
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.size} vs {b.size}")
@@ -256,6 +256,9 @@ def correlations(x: Sequence[float], y: Sequence[float], *, seed: int = 0, n_res
                 warnings.simplefilter("ignore")
                 res = _CORR[name](a, b)
                 entry["r"], entry["p"] = _finite(res.statistic), _finite(res.pvalue)
+                if n_resamples <= 0:  # no interval asked for
+                    out[name] = entry
+                    continue
                 if name == "kendall" and a.size > KENDALL_VECTOR_MAX_N:  # pairwise signs grow as n^2: loop
                     boot = scipy.stats.bootstrap((a, b), lambda u, v: _kendall_one(u, v), paired=True, vectorized=False,
                                            n_resamples=n_resamples, method="percentile",
