@@ -6,7 +6,8 @@ and paired-bootstrap 95% CIs (`src.stats.correlations`), and the pairs where the
 most. Judges may use different scales (0–10, 1–5), so disagreement is measured on ranks: each score
 becomes its percentile rank among that judge's scores of the common pairs (`scipy.stats.rankdata`,
 average ties, divided by n), and the disagreement of a pair is the absolute difference of its two
-percentile ranks (0 = same place in both orderings, ~1 = opposite ends).
+percentile ranks (0 = same place in both orderings, ~1 = opposite ends); pairs in the same place are
+never listed.
 
 Built from report dicts alone (their `pairs`), so every number is recomputable from the reports.
 """
@@ -55,7 +56,7 @@ def judge_agreement(reports: dict[str, dict[str, Any]], *, seed: int = 0,
             ra = stats.rankdata(x) / len(keys)
             rb = stats.rankdata(y) / len(keys)
             gap = np.abs(ra - rb)
-            order = sorted(range(len(keys)), key=lambda i: (-gap[i], keys[i]))[:top]
+            order = [i for i in sorted(range(len(keys)), key=lambda i: (-gap[i], keys[i])) if gap[i] > 0][:top]
             for i in order:
                 p = scored[a][keys[i]]
                 entry["disagreements"].append({

@@ -196,16 +196,20 @@ def _cell(run: Run, entry: dict | None) -> dict[str, Any]:
     if entry is None:
         return {"status": "absent", "score": None, "edited_image": None, "error": None}
     image = entry.get("edited_image")
+    thumb = (entry.get("thumbnails") or {}).get("edited")  # written by the gallery (src/gallery.py)
     return {"status": entry["status"], "score": entry["score"], "error": entry.get("error"),
-            "edited_image": str(run.path / image) if image else None}
+            "edited_image": str(run.path / image) if image else None,
+            "thumbnail": str(run.path / thumb) if thumb and image else None}
 
 
-def _original(runs: list[Run], entries: list[dict | None]) -> str | None:
-    """The original image when a run folder holds a copy (the gallery writes `original_image`)."""
+def _original(runs: list[Run], entries: list[dict | None]) -> dict[str, str | None]:
+    """The original image (and its thumbnail) when a run folder holds a copy (the gallery writes
+    `original_image` and `thumbnails` into report pairs)."""
     for run, e in zip(runs, entries):
         if e is not None and e.get("original_image"):
-            return str(run.path / e["original_image"])
-    return None
+            thumb = (e.get("thumbnails") or {}).get("original")
+            return {"image": str(run.path / e["original_image"]), "thumbnail": str(run.path / thumb) if thumb else None}
+    return {"image": None, "thumbnail": None}
 
 
 def _run_entry(run: Run, rows: list[dict]) -> dict[str, Any]:
@@ -247,6 +251,12 @@ def _board(runs: list[Run], rows: list[dict], seed: int, n_resamples: int) -> di
 
 def _warnings(runs: list[Run]) -> list[str]:
     out = []
+    fps = {r.report["run"].get("scoring_fingerprint") for r in runs}
+    if len(fps) > 1:  # say which judge every run has a report of, if any
+        shared = set.intersection(*(set(judge_folders(r.path)) for r in runs))
+        if shared:
+            out.append("every run has reports of the judge(s) " + ", ".join(sorted(shared))
+                       + ": compare them on one judge with --judge NAME")
     for what, get in (("judges", lambda r: r.judge), ("judge protocols", lambda r: r.protocol),
                       ("scoring fingerprints (judge, its settings or prompt templates)",
                        lambda r: (r.report["run"].get("scoring_fingerprint") or "")[:12]),

@@ -4,6 +4,7 @@ and of runs made by the real pipeline with the fake models."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 
 import pytest
@@ -135,3 +136,20 @@ def test_unfinished_runs_are_skipped_when_searching_and_errors_are_clear(tmp_pat
     (tmp_path / "A" / "report.json").write_text("{", encoding="utf-8")
     with pytest.raises(CompareError, match=r"A/report.json: cannot read the report"):
         find_runs([tmp_path / "A"])
+
+
+def test_judge_option_compares_the_runs_on_one_judge(tmp_path, capsys):
+    j1, j2 = judge_spec("judge-one"), judge_spec("judge-two")
+    b_scores = {k: (v + 1 if isinstance(v, float) else v) for k, v in B_SCORES.items()}
+    write_run(tmp_path / "A", A_SCORES, judge=j1, judges=[(j2, {k: 1.0 for k in A_SCORES})])
+    write_run(tmp_path / "B", B_SCORES, judge=j1, judges=[(j2, b_scores)])
+    write_run(tmp_path / "C", B_SCORES, judge=j1)
+    (folder,) = [n for n in os.listdir(tmp_path / "C" / "reports") if n.startswith("judge-one-")]
+    res = compare_runs(find_runs([tmp_path / "A", tmp_path / "C"])[0], n_resamples=100)
+    assert any(f"every run has reports of the judge(s) {folder}: compare them on one judge with --judge NAME" in w
+               for w in res["warnings"])
+    res = compare_runs(find_runs([tmp_path], judge=folder)[0], n_resamples=100)
+    assert not any("scoring fingerprints" in w for w in res["warnings"])
+    assert res["categories"][C]["runs"]["B"]["vs_best"]["mean_diff"] == pytest.approx(-0.5)  # judge-one's scores
+    assert main(["compare", str(tmp_path / "A"), str(tmp_path / "C"), "--judge", "nobody"]) == 2
+    assert f"no reports/nobody/report.json in this run folder (judges with reports: " in capsys.readouterr().err

@@ -66,7 +66,7 @@ def test_agreement_matches_hand_computed_correlations(run_two_judges):
     assert -1 <= lo <= hi <= 1
     top = jp["disagreements"][:2]  # the swapped pairs: percentile ranks 1/6 vs 1 -> 5/6
     assert {(d["category"], d["pair_id"]) for d in top} == {(X, "x1"), (Y, "y3")}
-    assert top[0]["disagreement"] == pytest.approx(5 / 6) and jp["disagreements"][2]["disagreement"] == 0
+    assert top[0]["disagreement"] == pytest.approx(5 / 6) and len(jp["disagreements"]) == 2  # the rest agree
     md = (run_two_judges / "reports" / "index.md").read_text(encoding="utf-8")
     assert "-0.429" in md and "Pairs where they disagree most" in md
     assert judge_agreement({}) ["judge_pairs"] == []
