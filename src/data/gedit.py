@@ -33,6 +33,7 @@ NAME = "gedit"
 SUFFIXES = (".parquet", ".arrow")
 REQUIRED_COLUMNS = ("task_type", "key", "instruction", "instruction_language", "input_image")
 IMAGE_COLUMNS = ("input_image", "input_image_raw")
+UNUSED_COLUMNS = ("input_image_raw",)  # image blobs not used (listed in omitted_fields when the file has them)
 _BATCH_ROWS = 8
 _MAX_SCAN = 10_000  # files looked at when searching a folder
 
@@ -72,8 +73,11 @@ def _batches(f: Path, shown: str) -> Iterator[list[dict]]:
     try:
         if f.suffix.lower() == ".parquet":
             pf = pq.ParquetFile(f)
-            _check_columns(pf.schema_arrow.names, f, shown)
-            for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
+            names = pf.schema_arrow.names
+            _check_columns(names, f, shown)
+            # the unused full-size uploads (input_image_raw) are not even read: only the columns we keep
+            columns = [n for n in names if n not in UNUSED_COLUMNS]
+            for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
                 yield batch.to_pylist()
             return
         with open(f, "rb") as fh:  # `datasets` writes the arrow IPC *stream* format; accept the file format too
@@ -96,6 +100,8 @@ def _batches(f: Path, shown: str) -> Iterator[list[dict]]:
 
 
 def _small(batch) -> Iterator[list[dict]]:
+    keep = [n for n in batch.schema.names if n not in UNUSED_COLUMNS]
+    batch = batch.select(keep)
     for start in range(0, batch.num_rows, _BATCH_ROWS):
         yield batch.slice(start, _BATCH_ROWS).to_pylist()
 
@@ -114,13 +120,32 @@ def read(p: Path, shown: str, spool: _Spool, image_root: Path | None = None) -> 
     groups: dict[str, list[PairSpec]] = {}
     for f in files:
         source = f.name
+        omitted = [c for c in IMAGE_COLUMNS if c in _column_names(f)]
         for rows in _batches(f, shown):
             for row in rows:
-                _add(groups, row, source, spool, image_root or f.parent)
+                _add(groups, row, source, spool, image_root or f.parent, omitted)
     return groups, {"files": [str(f) for f in files]}
 
 
-def _add(groups: dict[str, list[PairSpec]], row: dict, source: str, spool: _Spool, base: Path) -> None:
+def _column_names(f: Path) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if f.suffix.lower() == ".parquet":
+            return pq.read_schema(f).names
+        with open(f, "rb") as fh:
+            try:
+                return pa.ipc.open_stream(fh).schema.names
+            except pa.ArrowInvalid:
+                fh.seek(0)
+                return pa.ipc.open_file(fh).schema.names
+    except (OSError, ValueError):
+        return []  # _batches reports the error
+
+
+def _add(groups: dict[str, list[PairSpec]], row: dict, source: str, spool: _Spool, base: Path,
+         omitted: list[str]) -> None:
     task, lang = row.get("task_type"), row.get("instruction_language")
     category = f"{task}_{lang}" if isinstance(task, str) and isinstance(lang, str) and task and lang else "unknown"
     specs = groups.setdefault(category, [])
@@ -134,6 +159,7 @@ def _add(groups: dict[str, list[PairSpec]], row: dict, source: str, spool: _Spoo
                             pair_id=row.get("key"), id_field="key", instruction=row.get("instruction"),
                             instruction_field="instruction", image=image, image_field="input_image",
                             problems=problems, omit=IMAGE_COLUMNS))
+    specs[-1].omitted_fields = list(omitted)
 
 
 def _image(value: Any, spool: _Spool, base: Path, problems: list[str]):
