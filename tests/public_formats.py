@@ -66,6 +66,8 @@ def write_kris(root: Path) -> Path:
                                    "explain_en": ""}},
         "multi-element_composition": {"7": {"ori_img": ["7-1.jpg", "7-2.jpg", "7-3.jpg"],
                                             "ins_en": "Put them together.", "explain_en": ""}},
+        "temporal_prediction": {"2": {"ori_img": ["2-2.jpg", "2-3.jpg", "2-4.jpg"], "ins_en": "Show frame 1.",
+                                      "explain_en": ""}},
         "physics": {"3": {"ori_img": "3.jpg", "ins_en": "Heat the ice.", "explain_en": "Ice melts."},
                     "4": {"ori_img": "missing.jpg", "ins_en": "Drop it.", "explain_en": "Gravity."},
                     "5": "not a record"},

@@ -89,7 +89,8 @@ def test_kris_folder(tmp_path):
     bm = load_benchmark(root)
     assert bm.format == "kris"
     # the official summary's order, unknown folders last
-    assert bm.categories == ["count_change", "viewpoint_change", "physics", "multi-element_composition", "my_own_task"]
+    assert bm.categories == ["count_change", "viewpoint_change", "temporal_prediction", "physics",
+                             "multi-element_composition", "my_own_task"]
     c2 = bm.pairs["count_change"][1]
     assert c2.metadata == {"ori_img": "2.jpg", "ins_en": "Remove a cup.", "explain_en": "", "extra": [1, 2],
                            "sub_task": "count_change", "dimension": "Attribute Perception",
@@ -105,6 +106,12 @@ def test_kris_folder(tmp_path):
     assert [im.size for im in multi.extra_images()] == [(9, 8), (10, 8)]
     assert multi.metadata["dimension"] == "Instruction Decomposition"
 
+    temporal = bm.pairs["temporal_prediction"][0]
+    assert temporal.editor_roles == ["original_2", "original_3"]
+    assert {k: temporal.metadata[k] for k in ("frame_numbers", "target_frame", "temporal_prediction_type")} == {
+        "frame_numbers": [2, 3, 4], "target_frame": 1, "temporal_prediction_type": "reverse"}
+    assert "target_frame" not in multi.metadata
+
     phys = bm.pairs["physics"]
     assert phys[0].metadata["knowledge_task"] is True and phys[0].metadata["explain_en"] == "Ice melts."
     assert phys[0].metadata["knowledge_type"] == "Conceptual Knowledge"
@@ -112,6 +119,13 @@ def test_kris_folder(tmp_path):
                                     "image file not found:")
     assert "the record is a string, not an object" in phys[2].error
     assert bm.pairs["my_own_task"][0].metadata["dimension"] is None
+
+
+def test_kris_temporal_target_frame():
+    assert kris_mod.temporal_fields(["5-1.jpg", "5-2.jpg", "5-3.jpg"])["temporal_prediction_type"] == "forward"
+    assert kris_mod.temporal_fields(["a/5-1.png", "5-2.png", "5-4.png"])["target_frame"] == 3
+    assert kris_mod.temporal_fields(["x.jpg"]) == {"frame_numbers": [None], "target_frame": None,
+                                                   "temporal_prediction_type": None}
 
 
 def test_kris_groups_cover_the_official_summary():

@@ -20,14 +20,23 @@ The first ``ori_img`` is the original; further ones are edit inputs ``original_2
   (Social Science, Natural Science, Logical Reasoning)
 * ``source_format``: ``"kris"``
 
-The official summary script groups 20 task folders (the paper counts 22 sub-tasks); task folders are read
-in its order, unknown ones after them, alphabetically, with their groups None.
+For ``temporal_prediction`` (frames ``<id>-<frame>.jpg``; three are given, the fourth is to be made):
+
+* ``frame_numbers``: the frame number of each ``ori_img`` (in order: original, original_2, original_3)
+* ``target_frame``: the frame to predict -- the one of 1..4 not given, else the last given + 1 (how the
+  official temporal script numbers it); None when the names carry no frame numbers
+* ``temporal_prediction_type``: ``reverse`` (frame 1), ``intermediate`` (2 or 3) or ``forward`` (4): the
+  three temporal sub-tasks that, with the 19 other task folders, make the paper's 22 sub-tasks
+
+The official summary script groups 20 task folders; task folders are read in its order, unknown ones
+after them, alphabetically, with their groups None.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from src.data.errors import BenchmarkError
@@ -67,6 +76,22 @@ def groups_of(task: str) -> dict:
     ktype = next((k for k, dims in KNOWLEDGE_TYPES.items() if dimension in dims), None)
     return {"sub_task": task, "dimension": dimension, "knowledge_type": ktype,
             "knowledge_task": dimension in KNOWLEDGE_DIMENSIONS}
+
+
+_FRAME = re.compile(r"(\d+)-(\d+)")
+
+
+def temporal_fields(names: list[str]) -> dict:
+    """frame_numbers / target_frame / temporal_prediction_type of a temporal_prediction record."""
+    frames = []
+    for name in names:
+        m = _FRAME.search(Path(name).name)
+        frames.append(int(m.group(2)) if m else None)
+    known = [f for f in frames if f is not None]
+    missing = {1, 2, 3, 4} - set(known)
+    target = next(iter(missing)) if len(missing) == 1 else (max(known) + 1 if known else None)
+    kind = {1: "reverse", 2: "intermediate", 3: "intermediate", 4: "forward"}.get(target)
+    return {"frame_numbers": frames, "target_frame": target, "temporal_prediction_type": kind}
 
 
 def detect(p: Path) -> bool:
@@ -133,7 +158,10 @@ def _pair(task: str, index: int, key: str, record, source: str, base: Path) -> P
     gt = record.get("gt_img")
     if not is_missing(gt):
         extras.append((REFERENCE_ROLE, "gt_img", file_source(gt, base, "gt_img", problems)))
+    derived = groups_of(task)
+    if task == "temporal_prediction" and isinstance(names, list) and all(isinstance(n, str) for n in names):
+        derived.update(temporal_fields(names))
     return build_pair(fmt=NAME, source=source, category=task, index=index, raw=record, pair_id=key,
                       id_field="id (the key in annotation.json)", instruction=record.get("ins_en"),
                       instruction_field="ins_en", image=image, image_field="ori_img", extras=extras,
-                      problems=problems, extra_metadata=groups_of(task))
+                      problems=problems, extra_metadata=derived)
