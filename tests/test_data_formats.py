@@ -259,6 +259,13 @@ def test_validate_reports_every_problem(tmp_path, capsys):
     assert "4 pairs in 4 categories; 0 invalid pair(s), 0 problem(s): clean." in capsys.readouterr().out
     assert validate_main([str(tmp_path / "nothing.json")]) == 2
     assert "does not exist" in capsys.readouterr().out
+    # KRIS-Bench: one broken annotation.json does not hide the other task folders' problems
+    (root / "count_change" / "annotation.json").write_text("{oops")
+    assert validate_main([str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "count_change/annotation.json is not valid JSON: Expecting property name" in out
+    assert "field 'gt_img': not a recognised image" in out and "pair '4'" in out
+    assert "1 of 6 file(s) cannot be loaded" in out
 
 
 @pytest.mark.parametrize("fmt", ["gedit", "kris", "rise", "imgedit"])

@@ -118,6 +118,16 @@ def _task_files(p: Path, shown: str) -> list[Path]:
     return [found[t] for t in order]
 
 
+def parts(p: Path) -> list[Path]:
+    """The independently loadable pieces of `p` (for `python main.py validate`): each task folder."""
+    if p.is_file() or (p / ANNOTATION).is_file():
+        return [p]
+    try:
+        return [f.parent for f in _task_files(p, str(p))]
+    except BenchmarkError:
+        return [p]
+
+
 def read(p: Path, shown: str, spool: _Spool, image_root: Path | None = None) -> tuple[dict[str, list[PairSpec]], dict]:
     groups: dict[str, list[PairSpec]] = {}
     for ann in _task_files(p, shown):

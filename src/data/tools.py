@@ -2,7 +2,9 @@
 
 validate: load the benchmark in any supported format (detected, or ``--format``), decode every image
 (originals and named extra images) and print one line per problem, naming file, category, pair and field;
-then a summary. Exit 0 when clean, 2 when anything is wrong (the file itself, or any pair).
+then a summary. Exit 0 when clean, 2 when anything is wrong (the file itself, or any pair). A format
+made of independent files (KRIS-Bench: one annotation.json per task folder) is checked file by file, so
+that one unreadable file does not hide the problems of the others.
 
 convert: write the benchmark in the project's own JSONL format (one pair per line: ``category``,
 ``pair_id``, ``edit_instruction``, ``original_description`` when there is one, ``original_image_b64`` and
@@ -23,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from src.data import FORMATS, BenchmarkError, InvalidPair, PairSpec, load_benchmark
+from src.data import FORMATS, BenchmarkError, InvalidPair, PairSpec, detect_format, format_module, load_benchmark
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -55,23 +57,39 @@ def pair_problems(pair: PairSpec) -> list[str]:
 
 def validate_main(argv: list[str]) -> int:
     args = _parser("validate").parse_args(argv)
+    path = Path(args.path).expanduser()
     try:
-        bench = load_benchmark(args.path, format=args.format, image_root=args.image_root)
+        fmt = detect_format(path) if args.format == "auto" else args.format
+        module = format_module(fmt)
     except BenchmarkError as e:
         print(f"problem: {e}", flush=True)
-        print("1 problem: the benchmark cannot be loaded.", flush=True)
         return 2
-    n_problems = n_bad = 0
-    with bench:
-        for pair in bench.iter_pairs():
-            problems = pair_problems(pair)
-            n_bad += bool(problems)
-            for text in problems:
-                n_problems += 1
-                print(f"problem: {text}", flush=True)
-        n_pairs = len(bench)
-        summary = (f"{bench.path} ({bench.format}): {n_pairs} pairs in {len(bench.categories)} categories; "
-                   f"{n_bad} invalid pair(s), {n_problems} problem(s)")
+    # a format made of independent files (KRIS-Bench: one annotation.json per task) is checked file by
+    # file, so that one broken file does not hide the problems of the others
+    parts = module.parts(path) if hasattr(module, "parts") and path.exists() else [path]
+    n_problems = n_bad = n_pairs = n_categories = n_unloadable = 0
+    for part in parts:
+        try:
+            bench = load_benchmark(part, format=fmt, image_root=args.image_root)
+        except BenchmarkError as e:
+            print(f"problem: {e}", flush=True)
+            n_problems += 1
+            n_unloadable += 1
+            continue
+        with bench:
+            for pair in bench.iter_pairs():
+                problems = pair_problems(pair)
+                n_bad += bool(problems)
+                for text in problems:
+                    n_problems += 1
+                    print(f"problem: {text}", flush=True)
+            n_pairs += len(bench)
+            n_categories += len(bench.categories)
+    summary = (f"{path} ({fmt}): {n_pairs} pairs in {n_categories} categories; {n_bad} invalid pair(s), "
+               f"{n_problems} problem(s)")
+    if n_unloadable:
+        summary += (f"; {n_unloadable} of {len(parts)} file(s) cannot be loaded" if len(parts) > 1
+                    else "; the benchmark cannot be loaded")
     print(summary if n_problems else summary + ": clean.", flush=True)
     return 2 if n_problems else 0
 
