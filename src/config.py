@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "prompts": {"default": "auto", "categories": {}, "dir": None, "templates": {}},
     "pipeline": {"mode": "two_stage", "output_dir": "outputs", "png_compress_level": 4, "torch_threads": None,
                  "residency": "auto", "max_batch_size": 64, "batch_grow_after": None},
+    "report": {"language": "auto"},
     "seed": 0,
 }
 SECTION_KEYS = {
@@ -52,6 +53,7 @@ SECTION_KEYS = {
     "prompts": {"default", "categories", "dir", "templates"},
     "pipeline": {"mode", "output_dir", "png_compress_level", "torch_threads", "residency", "max_batch_size",
                  "batch_grow_after"},
+    "report": {"language"},
 }
 TOP_KEYS = set(DEFAULTS) | set(COMPONENTS)
 PIPELINE_MODES = ("two_stage", "interleaved")
@@ -239,6 +241,7 @@ class RunConfig:
     image_root: str | None = None  # benchmark.image_root: where relative image paths of the benchmark point
     prompt_dir: str | None = None  # a folder of the user's templates, named like the protocol's (docs/protocols.md)
     prompt_templates: dict[str, Any] = field(default_factory=dict)  # protocol template name -> the user's template
+    report_language: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config: loading it again gives the same RunConfig."""
@@ -254,6 +257,7 @@ class RunConfig:
                          "png_compress_level": self.png_compress_level, "torch_threads": self.torch_threads,
                          "residency": self.residency, "max_batch_size": self.max_batch_size,
                          "batch_grow_after": self.batch_grow_after},
+            "report": {"language": self.report_language},
             "seed": self.seed,
         }
 
@@ -346,6 +350,7 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
     bench = _section(raw, "benchmark", source)
     prompts = _section(raw, "prompts", source)
     pipe = _section(raw, "pipeline", source)
+    report = _section(raw, "report", source)
     for key in COMPONENTS:
         if key not in raw:
             raise ConfigError(f"{source}: {key} is missing (a mapping with class_path and init_args)")
@@ -394,6 +399,11 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
                                                  or value < minimum):
             raise ConfigError(f"{source}: pipeline.{key} must be a positive integer{' or null' if nullable else ''}, "
                               f"got {value!r}")
+    from src.report_labels import LANGUAGES
+
+    if report["language"] not in LANGUAGES:
+        raise ConfigError(f"{source}: report.language must be one of {', '.join(LANGUAGES)}, got "
+                          f"{report['language']!r}{did_you_mean(str(report['language']), LANGUAGES)}")
     seed = raw.get("seed", DEFAULTS["seed"])
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"{source}: seed must be a non-negative integer, got {seed!r}")
@@ -433,6 +443,7 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
         batch_grow_after=pipe["batch_grow_after"],
         prompt_dir=prompt_dir,
         prompt_templates=prompt_templates,
+        report_language=report["language"],
     )
 
 

@@ -32,6 +32,7 @@ from src.models.base import BaseEditModel, BaseRewardModel, EditRequest, ScoreRe
 from src.prompts import render_prompt
 from src.scoring.judging import ScoringSetup, scoring_setup  # protocols, templates, per-pair prompts
 from src.report import write_reports
+from src import gallery
 from src.state import EditRecord, ScoreRecord, State, write_file_atomic
 from src.batching import AdaptiveBatcher
 from src.perf import PerfRecorder
@@ -132,6 +133,7 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
         # --- report, from the records alone
         state.update_invocation(invocation, stats.to_dict(), finished=True)
         banner("report")
+        gallery.materialize(state, bench, run_dir)  # originals and thumbnails, written once (src/gallery.py)
         return write_reports(state, run_dir, scoring_fp)
     except Exception:
         log.debug("run stopped by an error", exc_info=True)  # the traceback goes to logs/run.log

@@ -13,6 +13,7 @@ import hashlib
 import html
 import json
 import math
+import os
 import platform
 import statistics
 from importlib import metadata
@@ -21,8 +22,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from src import stats
+from src import gallery, stats
 from src.perf import format_table
+from src.report_labels import LABELS
 from src.scoring.headline import build_headline, mean_of_means
 from src.state import SCHEMA_VERSION, State
 
@@ -116,6 +118,7 @@ def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]
     for category, ids in plan.items():
         for pair_id in ids:
             pairs.append(_pair_entry(category, pair_id, edits.get((category, pair_id)), scores.get((category, pair_id))))
+    gallery.attach(pairs, edits, state.path.parent)  # originals, extra images, thumbnails (when on disk)
     invocations = state.invocations()
     current = next((i for i in reversed(invocations) if i["judge_fingerprint"] == scoring_fp), invocations[-1])
     config = current["config"]
@@ -143,6 +146,7 @@ def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]
             "benchmark": config["benchmark"],
             "mode": config["pipeline"]["mode"],
             "seed": config["seed"],
+            "report": config.get("report") or {"language": "auto"},
             "packages": package_versions(),
             "model_loads": loads,
             "model_swaps": swaps,
@@ -277,9 +281,10 @@ def _write_report_files(report: dict[str, Any], folder: Path, root: str, judges_
     paths = {"json": folder / "report.json", "md": folder / "report.md", "html": folder / "report.html"}
     paths["json"].write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     context = {"r": report, "failures": [p for p in report["pairs"] if p["status"] in FAILURE_STATUSES],
-               "root": root, "judges_index": judges_index.as_posix() if judges_index else None}
+               "root": root, "judges_index": judges_index.as_posix() if judges_index else None,
+               "t": LABELS[gallery.language_of(report)]}
     paths["md"].write_text(_env(False).get_template("report.md.j2").render(**context), encoding="utf-8")
-    paths["html"].write_text(_env(True).get_template("report.html.j2").render(**context), encoding="utf-8")
+    write_html(report, context, paths["html"], Path(os.path.normpath(folder / root)) if root else folder)
     return paths
 
 
@@ -302,3 +307,10 @@ def write_judges_index(folder: Path, judges: dict[str, dict[str, Any]], latest: 
     paths["md"].write_text(_env(False).get_template("judges_index.md.j2").render(ix=index), encoding="utf-8")
     paths["html"].write_text(_env(True).get_template("judges_index.html.j2").render(ix=index), encoding="utf-8")
     return paths
+
+
+def write_html(report: dict[str, Any], context: dict[str, Any], path: Path, run_dir: Path) -> None:
+    """report.html: summary, charts, performance and the pair gallery (src/gallery.py; docs/report.md)."""
+    html_ctx = gallery.html_context(report, path, run_dir)
+    context = {"root": "", "judges_index": None, **context, **html_ctx}
+    path.write_text(_env(True).get_template("report.html.j2").render(**context), encoding="utf-8")

@@ -97,3 +97,30 @@ def public_runs(public_benchmarks, tmp_path_factory) -> dict[str, Path]:
         assert code == 0, f"{fmt}: exit {code}"
         runs[fmt] = root / "outputs" / fmt
     return runs
+
+
+# Hostile text for the report tests: script tags, a `</script>` that would end an embedding, quotes,
+# an HTML comment opener, entities, and ids that look like paths.
+EVIL_TEXT = "<script>alert(1)</script></script><!-- \"double\" 'single' &amp; `tick` ../../x"
+
+
+@pytest.fixture(scope="session")
+def gallery_run(tmp_path_factory) -> Path:
+    """One finished run with every pair status, a reference image and hostile text (fake models, ~1 s):
+    the gallery and browser tests read its report.html."""
+    from src.cli import main
+
+    root = tmp_path_factory.mktemp("gallery")
+    extra = {"物理": [{"pair_id": "../../evil", "original_image_b64": png_b64((10, 200, 10), (40, 30)),
+                       "edit_instruction": EVIL_TEXT, "original_description": EVIL_TEXT},
+                      {"pair_id": "ref-1", "original_image_b64": png_b64((0, 0, 250), (32, 32)),
+                       "named_images_b64": {"reference": png_b64((250, 250, 0), (32, 32))},
+                       "edit_instruction": "把天空变成黄色", "original_description": "蓝色方块"},
+                      {"pair_id": "bad-b64", "original_image_b64": "not base64 at all!",
+                       "edit_instruction": "broken input"}]}
+    data = make_benchmark(root / "bench.json", n=3, extra=extra)
+    cfg = write_config(root / "config.yaml", data,
+                       editor={"class_path": "tests.fakes.FakeEditModel", "init_args": {"fail_ids": ["1-1"]}},
+                       judge={"class_path": "tests.fakes.FakeRewardModel", "init_args": {"fail_ids": ["2-0"]}})
+    assert main(["--config", str(cfg), "--run-name", "gallery"]) == 0
+    return root / "outputs" / "gallery"

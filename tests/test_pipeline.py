@@ -203,7 +203,7 @@ def test_untrusted_text_is_escaped_and_ids_stay_inside(tmp_path):
     for path in (tmp_path).rglob("*.png"):
         assert run_dir in path.resolve().parents
     html = (run_dir / "report.html").read_text(encoding="utf-8")
-    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    assert "<script>alert" not in html and "\\u003cscript\\u003ealert(1)" in html  # escaped JSON (tests/test_gallery.py)
     md = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "<i>" not in md and "fail\\|&lt;i&gt;" in md
 
@@ -297,4 +297,4 @@ def test_performance_record_in_report(tmp_path, fake_config):
     assert perf["loads"].keys() == {"editor", "judge"} and perf["swaps"]["count"] == 1
     assert perf["peak_rss_bytes"] > 0
     md = (tmp_path / "outputs" / "p" / "report.md").read_text(encoding="utf-8")
-    assert "## Performance" in md and "| score |" in md
+    assert "## 性能" in md and "| score |" in md  # Chinese categories: Chinese labels (report.language: auto)

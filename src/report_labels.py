@@ -1,0 +1,91 @@
+"""Report labels in English and Chinese (`report.language: en | zh | auto` in the config).
+
+`auto` (the default) chooses Chinese when a category name contains CJK characters — the benchmark's
+own categories (物理, 环境, 社会, 因果, 指代) are written in Chinese, and so are its users. The labels
+are this project's own wording; data (instructions, category names, judge replies) is never translated.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Iterable
+
+LANGUAGES = ("auto", "en", "zh")
+
+EN = {
+    "html_lang": "en",
+    "title": "Image-edit benchmark report",
+    "editor": "editor", "judge": "judge", "mode": "mode", "seed": "seed",
+    "model_loads": "model loads", "swaps": "swaps",
+    "config_fp": "config fingerprint", "scoring_fp": "scoring fingerprint",
+    "overall": "overall", "overall_line": "Overall", "mean": "mean", "over": "over", "of": "of", "pairs": "pairs",
+    "macro_mean": "macro mean over categories",
+    "category": "category", "scored": "scored", "invalid_input": "invalid input", "edit_failed": "edit failed",
+    "score_failed": "score failed", "pending": "pending", "std": "std", "median": "median", "min": "min", "max": "max",
+    "ci95": "95% CI", "failed": "failed",
+    "std_note": "std is the sample standard deviation; every number here is recomputable from `pairs` in report.json.",
+    "dims_title": "Judge protocol dimensions (mean over scored pairs)",
+    "charts": "Charts", "chart_means": "Mean score per category",
+    "chart_means_ci": "Mean score per category (bars: 95% CI)",
+    "chart_means_no_ci": "Mean score per category (no confidence intervals in this report)",
+    "chart_hist": "Score histogram (scored pairs)", "count": "count", "score": "score",
+    "performance": "Performance", "no_perf": "No model ran in this run's latest invocations.",
+    "failures": "Failures", "none": "None.", "reason": "reason", "status": "status", "pair": "pair",
+    "gallery": "Pairs", "all_categories": "all categories", "all_statuses": "all statuses",
+    "search": "search the instruction or pair id", "sort": "sort",
+    "sort_plan": "benchmark order", "sort_desc": "score, high to low", "sort_asc": "score, low to high",
+    "prev": "previous", "next": "next", "showing": "showing", "no_rows": "No pair matches the filters.",
+    "original": "original", "edited": "edited", "reference": "reference", "instruction": "instruction",
+    "description": "description", "reasoning": "judge's reasoning", "raw_reply": "raw judge reply",
+    "error": "error", "truncated": "truncated; the full text is in report.json",
+    "several_judges": "several judges scored this run", "all_judges": "all judges and their agreement",
+    "no_image": "no image", "close": "close", "noscript": "The pair gallery needs JavaScript; report.json "
+    "has every pair.", "attempts": "judge attempts",
+}
+
+ZH = {
+    "html_lang": "zh-CN",
+    "title": "图像编辑评测报告",
+    "editor": "编辑模型", "judge": "评分模型", "mode": "模式", "seed": "随机种子",
+    "model_loads": "模型加载次数", "swaps": "切换次数",
+    "config_fp": "配置指纹", "scoring_fp": "评分指纹",
+    "overall": "总体", "overall_line": "总体", "mean": "平均分", "over": "基于", "of": "/", "pairs": "个样本",
+    "macro_mean": "各类别平均分的平均",
+    "category": "类别", "scored": "已评分", "invalid_input": "输入无效", "edit_failed": "编辑失败",
+    "score_failed": "评分失败", "pending": "未完成", "std": "标准差", "median": "中位数", "min": "最低",
+    "max": "最高", "ci95": "95% 置信区间", "failed": "失败",
+    "std_note": "标准差为样本标准差（n - 1）；此处每个数字都可由 report.json 中的 `pairs` 重新算出。",
+    "dims_title": "评分维度（已评分样本的平均值）",
+    "charts": "图表", "chart_means": "各类别平均分",
+    "chart_means_ci": "各类别平均分（误差线：95% 置信区间）",
+    "chart_means_no_ci": "各类别平均分（本报告没有置信区间）",
+    "chart_hist": "分数分布（已评分样本）", "count": "数量", "score": "分数",
+    "performance": "性能", "no_perf": "本次运行最近的调用中没有运行任何模型。",
+    "failures": "失败", "none": "无。", "reason": "原因", "status": "状态", "pair": "样本",
+    "gallery": "样本", "all_categories": "全部类别", "all_statuses": "全部状态",
+    "search": "搜索编辑指令或样本 ID", "sort": "排序",
+    "sort_plan": "评测集顺序", "sort_desc": "分数从高到低", "sort_asc": "分数从低到高",
+    "prev": "上一页", "next": "下一页", "showing": "显示", "no_rows": "没有符合筛选条件的样本。",
+    "original": "原图", "edited": "编辑结果", "reference": "参考图", "instruction": "编辑指令",
+    "description": "原图描述", "reasoning": "评分理由", "raw_reply": "评分模型原始回复",
+    "error": "错误", "truncated": "已截断；完整内容见 report.json",
+    "several_judges": "本次运行有多个评分模型", "all_judges": "全部评分模型及其一致性",
+    "no_image": "无图像", "close": "关闭", "noscript": "样本浏览需要 JavaScript；report.json 中有全部样本。",
+    "attempts": "评分尝试次数",
+}
+
+LABELS = {"en": EN, "zh": ZH}
+assert set(EN) == set(ZH), set(EN) ^ set(ZH)
+
+
+def is_cjk(text: str) -> bool:
+    return any("CJK" in unicodedata.name(ch, "") for ch in text)
+
+
+def resolve_language(setting: str | None, categories: Iterable[str]) -> str:
+    """`en` or `zh` for a `report.language` setting; `auto` (or missing) = zh when a category is Chinese."""
+    if setting in (None, "auto"):
+        return "zh" if any(is_cjk(c) for c in categories) else "en"
+    if setting not in LABELS:
+        raise ValueError(f"report.language must be one of {', '.join(LANGUAGES)}, got {setting!r}")
+    return setting
