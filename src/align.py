@@ -31,7 +31,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from src.compare import CompareError, _load, judge_folders
+from src.compare import CompareError, _load, _report_in, judge_folders
 from src.stats import METHOD, correlations, fisher_mean
 
 log = logging.getLogger("ieb")
@@ -217,7 +217,7 @@ def align_main(argv: list[str]) -> int:
     setup_console_logging()
     try:
         run = Path(args.run)
-        report_path = run / "reports" / args.judge / "report.json" if args.judge else run / "report.json"
+        report_path = _report_in(run, args.judge)
         if not report_path.is_file():
             raise CompareError(f"{run}: no {report_path.relative_to(run)} (a finished run folder holds one"
                                + (f"; judges with reports: {', '.join(judge_folders(run)) or 'none'})" if args.judge

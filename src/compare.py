@@ -62,13 +62,19 @@ class Run:
 
     @property
     def protocol(self) -> str:
-        return str(((self.report["run"].get("judge") or {}).get("init_args") or {}).get("protocol") or "category_0to10")
+        from src.report import protocol_label
+
+        return protocol_label(self.report["run"].get("judge") or {})
 
 
 # ----------------------------------------------------------------------------- finding runs
 
 
 def _report_in(run_dir: Path, judge: str | None) -> Path:
+    from src.data import safe_name
+
+    if judge is not None and (safe_name(judge) != judge or judge in ("", ".")):
+        raise CompareError(f"--judge {judge!r}: not a judge folder name (see the run's reports/index.md)")
     return run_dir / "reports" / judge / "report.json" if judge else run_dir / "report.json"
 
 

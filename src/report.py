@@ -104,6 +104,12 @@ def judge_name(judge_spec: dict[str, Any]) -> str:
     return str(args.get("model_name") or args.get("model") or judge_spec.get("class_path", "judge").rsplit(".", 1)[-1])
 
 
+def protocol_label(judge_spec: dict[str, Any]) -> str:
+    """The judge protocol as text: its name, or compact JSON when it is chosen per category/format."""
+    value = (judge_spec.get("init_args") or {}).get("protocol") or "category_0to10"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 def benchmark_fingerprint(pairs: list[dict[str, Any]]) -> str:
     """What was benchmarked: sha256 over (category, pair id, input image sha256, instruction) of every pair."""
     rows = sorted([p["category"], p["pair_id"], p.get("input_sha256"), p.get("instruction")] for p in pairs)
@@ -296,7 +302,7 @@ def write_judges_index(folder: Path, judges: dict[str, dict[str, Any]], latest: 
     index = {
         "latest": latest,
         "judges": [{"name": name, "judge": rep["run"]["judge_name"], "class_path": rep["run"]["judge"]["class_path"],
-                    "protocol": (rep["run"]["judge"].get("init_args") or {}).get("protocol") or "category_0to10",
+                    "protocol": protocol_label(rep["run"]["judge"]),
                     "scoring_fingerprint": rep["run"]["scoring_fingerprint"], "pairs": rep["overall"]["pairs"],
                     "scored": rep["overall"]["scored"], "mean": rep["overall"]["mean"],
                     "report": f"{name}/report.json"} for name, rep in judges.items()],

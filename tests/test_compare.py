@@ -119,6 +119,10 @@ def test_warns_on_different_judges_and_protocols(tmp_path):
     text = "\n".join(res["warnings"])
     assert "different judges: A: judge-a, B: judge-b" in text
     assert "different judge protocols: A: category_0to10, B: viescore" in text
+    write_run(tmp_path / "C", B_SCORES, judge=judge_spec("judge-a", protocol={"因果": "kris", "default": "viescore"}))
+    res = compare_runs(find_runs([tmp_path / "A", tmp_path / "C"])[0], n_resamples=100)
+    assert 'different judge protocols: A: category_0to10, C: {"default": "viescore", "因果": "kris"}' in "\n".join(
+        res["warnings"])
 
 
 def test_unfinished_runs_are_skipped_when_searching_and_errors_are_clear(tmp_path, capsys):
