@@ -352,7 +352,7 @@ def test_served_viescore_judge_run_reports_the_gedit_headline(tmp_path, monkeypa
 
     from tests.conftest import write_config
     from tests.openai_server import ScriptedOpenAIServer, ok
-    from tests.test_data_formats import img_bytes, write_gedit_parquet
+    from tests.public_formats import img_bytes, write_gedit_parquet
     from tests.test_pipeline import report_of, run_main
 
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
@@ -385,7 +385,7 @@ def test_served_viescore_judge_run_reports_the_gedit_headline(tmp_path, monkeypa
     try:
         cfg = write_config(tmp_path / "c.yaml", bench, judge={
             "class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
-            "init_args": {"model": "m", "base_url": srv.base_url, "api_key_env": "HEADLINE_TEST_KEY",
+            "init_args": {"model": "test-judge", "base_url": srv.base_url, "api_key_env": "HEADLINE_TEST_KEY",
                           "protocol": "viescore", "backoff_s": 0.01, "max_retries": 1}}, seed=5)
         assert run_main("--config", cfg, "--run-name", "g") == 0
     finally:
@@ -407,3 +407,148 @@ def test_served_viescore_judge_run_reports_the_gedit_headline(tmp_path, monkeypa
     assert build_headline(report["pairs"], seed=5) == h  # recomputable from the pairs
     md = (tmp_path / "outputs" / "g" / "report.md").read_text(encoding="utf-8")
     assert "## Benchmark score" in md and f"| en | O | {(7.5 + 3) / 2:.2f}" in md
+
+
+def _scripted_judge(body):
+    """Replies of a scripted judge for the kris / rise / imgedit protocols: the values come from a marker
+    [[C=5 I=3 ...]] in the pair's instruction; queries that show no instruction (quality, appearance) get
+    fixed values (KRIS quality 4, RISE appearance 5); [[fail]] makes every query with the marker unreadable."""
+    import json
+    import re
+
+    from tests.openai_server import ok
+
+    parts = [c for m in body["messages"] if m["role"] == "user" and isinstance(m["content"], list) for c in m["content"]]
+    text = " ".join(c.get("text", "") for c in parts if c.get("type") == "text")
+    m = re.search(r"\[\[([^\]]*)\]\]", text)
+    marks = dict(kv.split("=") for kv in m.group(1).split() if "=" in kv) if m else {}
+    if m and "fail" in m.group(1):
+        return ok("I would rather not say.")
+    if "Reply in exactly this form" in text:  # ImgEdit: one "Name: N" line per rubric name
+        names = re.findall(r"^(.+): <1-5>$", text.split("Reply in exactly this form", 1)[1], flags=re.M)
+        values = marks["S"].split(",")
+        return ok("Reasoning: scripted\n" + "\n".join(f"{n}: {v}" for n, v in zip(names, values)))
+    if "Give two scores" in text:
+        return ok(json.dumps({"reasoning": "scripted", "instruction": int(marks["I"]), "knowledge": int(marks["K"])}))
+    for word, key, default in (("INSTRUCTION FOLLOWING", "I", None), ("CONSISTENCY", "C", None),
+                               ("REASONING", "R", None), ("VISUAL QUALITY", None, 4), ("APPEARANCE", None, 5)):
+        if word in text:
+            return ok(json.dumps({"reasoning": "scripted", "score": int(marks[key]) if key else default}))
+    raise AssertionError(f"unexpected query: {text[:200]}")
+
+
+def _served_run(tmp_path, monkeypatch, data_path, protocol, image_root=None):
+    from tests.conftest import write_config
+    from tests.openai_server import ScriptedOpenAIServer
+    from tests.test_pipeline import report_of, run_main
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("HEADLINE_TEST_KEY", "k")
+    srv = ScriptedOpenAIServer().start()
+    srv.handler = _scripted_judge
+    try:
+        cfg = write_config(tmp_path / "c.yaml", data_path, judge={
+            "class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
+            "init_args": {"model": "test-judge", "base_url": srv.base_url, "api_key_env": "HEADLINE_TEST_KEY",
+                          "protocol": protocol, "backoff_s": 0.01, "max_retries": 1}}, seed=9)
+        sets = ["--set", f"benchmark.image_root={image_root}"] if image_root else []
+        assert run_main("--config", cfg, "--run-name", protocol, *sets) == 0
+    finally:
+        srv.stop()
+    report = report_of(tmp_path / "outputs" / protocol)
+    assert build_headline(report["pairs"], seed=9) == report["headline"]  # recomputable from the pairs
+    assert report["headline"]["problems"] == []
+    return report["headline"]
+
+
+def test_served_kris_run_headline(tmp_path, monkeypatch):
+    import json
+
+    from tests.public_formats import img_bytes
+
+    tasks = {"count_change": {"1": "[[C=5 I=3]]", "2": "[[C=2 I=5]]"},
+             "physics": {"3": "[[C=4 I=4 K=2]]", "4": "[[fail]]"}}
+    root = tmp_path / "KRIS_Bench"
+    for task, recs in tasks.items():
+        (root / task).mkdir(parents=True)
+        ann = {k: {"ori_img": f"{k}.jpg", "ins_en": f"Edit it {mark}", "explain_en": "Ice melts when heated."}
+               for k, mark in recs.items()}
+        (root / task / "annotation.json").write_text(json.dumps(ann), encoding="utf-8")
+        for k in recs:
+            (root / task / f"{k}.jpg").write_bytes(img_bytes(size=(9, 8), fmt="JPEG"))
+    h = _served_run(tmp_path, monkeypatch, root, "kris")
+    n = h["numbers"]
+    # normalised (s - 1) * 25; quality is 4 -> 75 for every scored pair
+    assert value(n, "Attribute Perception", "VC") == pytest.approx((100 + 25) / 2)
+    assert value(n, "Attribute Perception", "IF") == pytest.approx((50 + 100) / 2)
+    assert value(n, "Attribute Perception", "AVG") == pytest.approx((100 + 50 + 75 + 25 + 100 + 75) / 6)
+    assert value(n, "Natural Science", "KP") == pytest.approx(25)
+    assert value(n, "Natural Science", "AVG") == pytest.approx((75 + 75 + 75 + 25) / 4)
+    assert value(n, "Natural Science", "AVG", "all_pairs") == pytest.approx(250 / 8)
+    assert value(n, "Overall", "AVG") == pytest.approx(675 / 10)
+    assert value(n, "Overall", "AVG", "all_pairs") == pytest.approx(675 / 14)
+
+
+def test_served_rise_run_headline(tmp_path, monkeypatch):
+    import json
+
+    from tests.public_formats import img_bytes
+
+    root = tmp_path / "RISEBench" / "data"
+    records = [("temporal_reasoning", "Life Progression", "[[C=5 R=5]]", {"reference": "Ripe."}),
+               ("causal_reasoning", "State Transition", "[[C=4 R=1]]", {"reference": "Melted."}),
+               ("logical_reasoning", "Puzzle Solving", "[[C=1 R=0]]", {"reference_txt": "B"})]
+    data = []
+    for i, (cat, sub, mark, extra) in enumerate(records):
+        image = f"{cat}_images/{i}.png"
+        (root / image).parent.mkdir(parents=True, exist_ok=True)
+        (root / image).write_bytes(img_bytes(size=(7, 6)))
+        data.append({"index": f"{cat}_{i}", "category": cat, "subtask": sub, "instruction": f"Do it {mark}",
+                     "image": image, **extra})
+    (root / "data_total.json").write_text(json.dumps(data), encoding="utf-8")
+    h = _served_run(tmp_path, monkeypatch, root / "data_total.json", "rise")
+    n = h["numbers"]
+    # temporal 0.3*5 + 0.5*5 + 0.2*5 = 5 (complete); causal 1.2 + 0.5 + 1.0 = 2.7, R = 1 -> 1.35;
+    # logical C 1 -> 5, R 0 -> 1: 1.5 + 0.7 = 2.2, R = 1 -> 1.1
+    assert value(n, "Temporal", "score") == pytest.approx(5)
+    assert value(n, "Causal", "score") == pytest.approx(1.35)
+    assert value(n, "Logical", "score") == pytest.approx(1.1)
+    assert value(n, "Overall", "score") == pytest.approx((5 + 1.35 + 1.1) / 3)
+    assert value(n, "Overall", "score %") == pytest.approx(25 * ((5 + 1.35 + 1.1) / 3 - 1))
+    assert value(n, "Overall", "accuracy") == pytest.approx(1 / 3)
+    assert value(n, "Logical", "consistency") == pytest.approx(5)
+
+
+def test_served_imgedit_run_headline(tmp_path, monkeypatch):
+    import json
+
+    from tests.public_formats import img_bytes
+
+    images = tmp_path / "originals"
+    (images / "animal").mkdir(parents=True)
+    doc = {"1": ("add", "S=5,4,4"), "2": ("add", "S=4,4,5"), "3": ("style", "S=2,4,5"), "4": ("style", "fail")}
+    basic = {}
+    for k, (etype, mark) in doc.items():
+        (images / "animal" / f"{k}.jpg").write_bytes(img_bytes(size=(8, 9), fmt="JPEG"))
+        basic[k] = {"id": f"animal/{k}.jpg", "prompt": f"Change it [[{mark}]]", "edit_type": etype}
+    (tmp_path / "basic_edit.json").write_text(json.dumps(basic), encoding="utf-8")
+    h = _served_run(tmp_path, monkeypatch, tmp_path / "basic_edit.json", "imgedit", image_root=images)
+    n = h["numbers"]
+    assert find(n, "add", "score")["scored"]["value"] == pytest.approx(13 / 3)
+    assert find(n, "add", "score")["official"] == pytest.approx(4.33)
+    assert find(n, "style", "score")["official"] == pytest.approx(3.67)
+    assert find(n, "style", "score")["all_pairs"]["value"] == pytest.approx((11 / 3 + 1) / 2)
+    overall = find(n, "Overall (mean of the type means)", "score")
+    assert overall["scored"]["value"] == pytest.approx(4.0) and overall["official"] == pytest.approx(4.0)
+    assert overall["coverage"] == {"scored": 3, "pairs": 4, "fraction": 0.75}
+
+
+def test_rise_reasoning_dimension_is_not_read_from_the_explanation_text():
+    # the RISE templates ask for {"reasoning": "<sentences>", "score": N}; the dimension is also named reasoning
+    from src.scoring.protocols import get_protocol, parse_values
+
+    query = next(q for q in get_protocol("rise").queries if q.dims == ("reasoning",))
+    assert parse_values('{"reasoning": "The banana is brown.", "score": 4}', query).values == {"reasoning": 4.0}
+    assert parse_values('{"reasoning": 2}', query).values == {"reasoning": 2.0}

@@ -59,7 +59,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from src.scoring.parse import (ParsedScore, ScoreParseError, _clean, _find_reasoning, _loads_strict, _loads_tolerant,
-                               _norm_key, _not_a_score, _REFUSAL_RE, fenced_blocks, json_objects, parse_score)
+                               _norm_key, _not_a_score, _REFUSAL_RE, REASONING_KEYS, fenced_blocks, json_objects,
+                               parse_score)
 
 _NUM = r"[+-]?\d+(?:\.\d+)?"
 
@@ -165,7 +166,11 @@ def _values_from_obj(obj: Any, query: Query) -> dict[str, float] | None:
     found = {}
     for i, d in enumerate(query.dims):
         names = [d, f"{d}_score"] + ([_dim_key(query.labels[i])] if query.labels else [])
-        hit = next((dim_keys[n] for n in names if n in dim_keys), None)
+        # RISE's dimension "reasoning" shares its name with the reply's explanation field: a text value
+        # under a reasoning key is the explanation, not the score ({"reasoning": "...", "score": 4})
+        hit = next((dim_keys[n] for n in names if n in dim_keys
+                    and not (n in REASONING_KEYS and isinstance(obj[dim_keys[n]], str)
+                             and _number(obj[dim_keys[n]]) is None)), None)
         if hit is not None:
             found[d] = obj[hit]
     if query.list_key and not found:
