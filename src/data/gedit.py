@@ -159,7 +159,8 @@ def _add(groups: dict[str, list[PairSpec]], row: dict, source: str, spool: _Spoo
                             pair_id=row.get("key"), id_field="key", instruction=row.get("instruction"),
                             instruction_field="instruction", image=image, image_field="input_image",
                             problems=problems, omit=IMAGE_COLUMNS))
-    specs[-1].omitted_fields = list(omitted)
+    spec = specs[-1]  # the image columns of the file (input_image_raw is not even read), then any other blob
+    spec.omitted_fields = list(omitted) + [k for k in spec.omitted_fields if k not in omitted]
 
 
 def _image(value: Any, spool: _Spool, base: Path, problems: list[str]):

@@ -49,7 +49,8 @@ def build_pair(*, fmt: str, source: str, category: str, index: int, raw: dict, p
                extra_metadata: dict | None = None) -> PairSpec:
     """One pair of a public benchmark.
 
-    `raw` is the benchmark's record: every field except those in `omit` (image blobs) goes into
+    `raw` is the benchmark's record: every field except those in `omit` (image blobs) and other blobs
+    (base64 / data: URLs / strings over 64 KiB, as in the native format) goes into
     ``metadata`` under its own name, then `extra_metadata` (derived fields such as KRIS groups), then
     ``source_format``. `extras` are (role, field shown in messages, source) for named extra images.
     `problems` found by the caller are reported together with the ones found here.
@@ -86,8 +87,10 @@ def build_pair(*, fmt: str, source: str, category: str, index: int, raw: dict, p
         if src is not None:
             spec.add_extra_image(role, src, label)
 
-    spec.omitted_fields = [k for k in omit if k in raw]
-    spec.metadata = {k: _materialize(v) for k, v in raw.items() if k not in omit}
+    from src.data.native import _is_blob  # base64 blobs / data: URLs / huge strings stay out of metadata
+
+    spec.omitted_fields = [k for k, v in raw.items() if k in omit or _is_blob(k, v)]
+    spec.metadata = {k: _materialize(v) for k, v in raw.items() if k not in spec.omitted_fields}
     spec.metadata.update(extra_metadata or {})
     spec.metadata["source_format"] = fmt
     if problems:
