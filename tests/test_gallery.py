@@ -204,3 +204,25 @@ def test_html_in_a_subfolder_points_back_at_the_run_folder(gallery_run, tmp_path
     assert data["base"] == os.path.relpath(gallery_run, sub) + "/"
     row = next(r for r in data["rows"] if r["img"])
     assert (sub / (data["base"] + row["img"][0][1])).resolve().is_file()
+
+
+def test_chinese_readme_is_linked_and_matches_the_english_one():
+    from src.config import SECTION_KEYS, TOP_KEYS
+    from tests.conftest import REPO
+
+    en = (REPO / "README.md").read_text(encoding="utf-8")
+    zh = (REPO / "README.zh-CN.md").read_text(encoding="utf-8")
+    assert "(README.zh-CN.md)" in en and "(README.md)" in zh
+    blocks = lambda text: re.findall(r"```(\w*)\n(.*?)```", text, re.S)  # noqa: E731
+    # the two commands (run, tests) and the command-line synopsis are the English README's, verbatim
+    en_bash = [b for lang, b in blocks(en) if lang == "bash"]
+    for command in (en_bash[0], en_bash[1]):
+        assert command in zh
+    synopsis = next(b for lang, b in blocks(en) if b.startswith("python main.py --config FILE"))
+    assert synopsis in zh
+    # the config block is a complete, valid config shape: the same keys as the English one
+    zh_cfg = yaml.safe_load(next(b for lang, b in blocks(zh) if lang == "yaml"))
+    en_cfg = yaml.safe_load(next(b for lang, b in blocks(en) if lang == "yaml"))
+    assert set(zh_cfg) == set(en_cfg) and set(zh_cfg) <= TOP_KEYS
+    for section, keys in SECTION_KEYS.items():
+        assert set(zh_cfg[section]) == set(en_cfg[section]) and set(zh_cfg[section]) <= keys, section
