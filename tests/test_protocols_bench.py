@@ -53,6 +53,7 @@ def test_rise_queries_follow_the_official_branches():
 def test_imgedit_queries_per_edit_type():
     assert names(IMGEDIT, "anything", {"edit_type": "adjust"}) == ["adjust"]
     assert names(IMGEDIT, "remove") == ["remove"]
+    assert names(IMGEDIT, "alter", {"edit_type": "alter"}) == ["adjust"]  # basic_edit.json's name for it
     query = next(q for q in IMGEDIT.queries if q.name == "compose")
     assert query.dims == ("instruction_compliance", "visual_naturalness", "physical_consistency_fine_detail")
     with pytest.raises(ProtocolError, match="edit_type"):
@@ -178,7 +179,7 @@ def test_kris_through_the_pipeline_with_a_served_judge(tmp_path, served):  # noq
     served.handler = reply
     data = _kris_benchmark(tmp_path / "kris.json")
     judge = {"class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
-             "init_args": {"model": "judge", "base_url": served.base_url, "api_key_env": "TEST_JUDGE_KEY",
+             "init_args": {"model": "test-judge", "base_url": served.base_url, "api_key_env": "TEST_JUDGE_KEY",
                            "protocol": "kris", "max_retries": 0, "backoff_s": 0.01, "batch_size": 4}}
     cfg = write_config(tmp_path / "c.yaml", data, judge=judge)
     assert main(["--config", str(cfg), "--run-name", "k"]) == 0
@@ -193,3 +194,81 @@ def test_kris_through_the_pipeline_with_a_served_judge(tmp_path, served):  # noq
     assert any("viewpoint" in t and n == 3 and "reference image" in t for t, n in seen)
     assert all(n == 1 for t, n in seen if "VISUAL QUALITY" in t)
     assert "kris_quality" in pairs["c1"]["template"]
+
+
+def test_rise_from_its_own_file_format_with_a_served_judge(tmp_path, served):  # noqa: F811
+    """RISEBench's data_total.json + images (the data reader's test layout) -> rise protocol -> official
+    per-sample scores by hand; logical pairs see the reference image and are judged 0/1."""
+    from tests.test_data_formats import write_rise
+
+    data = write_rise(tmp_path / "rise")
+    seen = []
+
+    def reply(body):
+        user = [m for m in body["messages"] if m["role"] == "user"][0]
+        text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
+        n_images = sum(1 for p in user["content"] if p.get("type") == "image_url")
+        seen.append((text, n_images))
+        if "with 0 or 1" in text:
+            return Reply(content='{"score": 1}' if "CONSISTENCY" in text else "Final Score: 0")
+        if "APPEARANCE" in text:
+            return Reply(content='{"score": 4}')
+        heating = "Show it after heating." in text
+        if "CONSISTENCY" in text:
+            return Reply(content='{"score": 5}' if heating else '{"score": 4}')
+        return Reply(content='{"score": 1}' if heating else '{"score": 5}')  # reasoning
+
+    served.handler = reply
+    judge = {"class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
+             "init_args": {"model": "test-judge", "base_url": served.base_url, "api_key_env": "TEST_JUDGE_KEY",
+                           "protocol": "rise", "max_retries": 0, "backoff_s": 0.01, "batch_size": 4}}
+    cfg = write_config(tmp_path / "c.yaml", data, judge=judge)
+    assert main(["--config", str(cfg), "--run-name", "r"]) == 0
+    pairs = {p["pair_id"]: p for p in report_of(tmp_path / "outputs" / "r")["pairs"]}
+    # temporal: 0.3*4 + 0.5*5 + 0.2*4 = 4.5
+    assert pairs["temporal_reasoning_1"]["score"] == pytest.approx(4.5)
+    # causal: R = 1 -> (0.3*5 + 0.5*1 + 0.2*4) * 0.5 = 2.8 * 0.5 = 1.4
+    assert pairs["causal_reasoning_1"]["score"] == pytest.approx(1.4)
+    # logical: consistency 1 -> 5, reasoning 0 -> 1; (0.3*5 + 0.7*1) * 0.5 = 1.1
+    logic = pairs["logical_reasoning_1"]
+    assert logic["dimensions"] == {"consistency": 5, "reasoning": 1} and logic["score"] == pytest.approx(1.1)
+    assert pairs["spatial_reasoning_1"]["status"] == "invalid_input"
+    assert any("Rotten, blackened banana." in t and n == 1 for t, n in seen)  # reference text, edited image only
+    assert all(n == 2 for t, n in seen if "with 0 or 1" in t)  # reference image + edited
+
+
+def test_several_protocols_in_one_run_one_judge_load(tmp_path, served):  # noqa: F811
+    def reply(body):
+        user = [m for m in body["messages"] if m["role"] == "user"][0]
+        text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
+        if "VISUAL QUALITY" in text or "CONSISTENCY" in text:
+            return Reply(content='{"score": 5}')
+        if "knowledge a correct edit relies on" in text:
+            return Reply(content='{"instruction": 4, "knowledge": 3}')
+        return Reply(content='{"score": 7, "reasoning": "category prompt"}')  # the 物理 category's own prompt
+
+    served.handler = reply
+    data = make_benchmark(tmp_path / "b.json", categories=["物理"], n=1, extra={
+        "biology": [{"pair_id": "b1", "original_image_b64": png_b64((0, 0, 200), (24, 16)),
+                     "edit_instruction": "autumn leaf", "explain_en": "chlorophyll breaks down"}]})
+    protocol = {"default": "category_0to10", "categories": {"biology": "kris"}}
+    judge = {"class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
+             "init_args": {"model": "test-judge", "base_url": served.base_url, "api_key_env": "TEST_JUDGE_KEY",
+                           "protocol": protocol, "max_retries": 0, "backoff_s": 0.01}}
+    cfg = write_config(tmp_path / "c.yaml", data, judge=judge)
+    assert main(["--config", str(cfg), "--run-name", "m"]) == 0
+    report = report_of(tmp_path / "outputs" / "m")
+    pairs = {p["pair_id"]: p for p in report["pairs"]}
+    assert pairs["0-0"]["score"] == 7 and pairs["0-0"]["template"] == "physics"
+    assert pairs["b1"]["score"] == pytest.approx((5 + 4 + 3 + 5) / 4) and "kris_knowledge" in pairs["b1"]["template"]
+    assert sum(i["model_loads"]["judge"] for i in report["run"]["invocations"]) == 1
+    # the scoring fingerprint covers the protocol map: another map is another judge
+    from src.config import load_config
+    from src.data import load_benchmark
+    from src.scoring.judging import scoring_setup
+
+    bench = load_benchmark(data)
+    first = scoring_setup(load_config(cfg), bench).fingerprint
+    judge["init_args"]["protocol"] = {"default": "category_0to10", "categories": {"biology": "rubric_1to5_knowledge"}}
+    other = write_config(tmp_path / "d.yaml", data, judge=judge)
+    assert scoring_setup(load_config(other), bench).fingerprint != first

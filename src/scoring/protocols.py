@@ -560,10 +560,14 @@ IMGEDIT_RUBRICS: dict[str, tuple[str, str, str]] = {
 }
 
 
+IMGEDIT_ALIASES = {"alter": "adjust", "change": "adjust"}  # basic_edit.json writes "alter" for attribute edits
+
+
 def imgedit_type(ctx: PairContext) -> str:
     for value in ((ctx.metadata or {}).get("edit_type"), ctx.category):
-        if value is not None and _task_key(value) in IMGEDIT_RUBRICS:
-            return _task_key(value)
+        key = IMGEDIT_ALIASES.get(_task_key(value), _task_key(value)) if value is not None else None
+        if key in IMGEDIT_RUBRICS:
+            return key
     raise ProtocolError(f"category {ctx.category!r}: no ImgEdit edit_type ({', '.join(IMGEDIT_RUBRICS)}) in the "
                         f"pair's metadata or category")
 

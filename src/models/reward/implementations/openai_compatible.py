@@ -140,7 +140,7 @@ class OpenAICompatibleRewardModel(BaseRewardModel):
         max_concurrency: int = 8,
         timeout_s: float = 120.0,
         max_retries: int = 2,
-        protocol: str = "category_0to10",
+        protocol: str | dict = "category_0to10",
         num_pass: int = 1,
         transport_retries: int = 4,
         backoff_s: float = 1.0,

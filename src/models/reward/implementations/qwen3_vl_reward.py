@@ -73,7 +73,7 @@ class Qwen3VLRewardModel(HFVLMRewardModel):
         dtype: str = "bfloat16",
         batch_size: int = 1,
         scoring: str = "generate",
-        protocol: str = "category_0to10",
+        protocol: str | dict = "category_0to10",
         max_new_tokens: int | None = None,
         max_retries: int = 2,
         min_pixels: int | None = None,

@@ -101,7 +101,7 @@ class VLLMServerRewardModel(OpenAICompatibleRewardModel):
         max_concurrency: int = 32,
         timeout_s: float = 300.0,
         max_retries: int = 2,
-        protocol: str = "category_0to10",
+        protocol: str | dict = "category_0to10",
         num_pass: int = 1,
         transport_retries: int = 4,
         backoff_s: float = 1.0,
