@@ -124,7 +124,7 @@ def test_viescore_through_the_pipeline_with_a_served_judge(tmp_path, served):
     pq_queue = []
     data = make_benchmark(tmp_path / "b.json", categories=["物理", "环境"], n=2)
     judge = {"class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
-             "init_args": {"model": "judge", "base_url": served.base_url, "api_key_env": "TEST_JUDGE_KEY",
+             "init_args": {"model": "test-judge", "base_url": served.base_url, "api_key_env": "TEST_JUDGE_KEY",
                            "protocol": "viescore", "max_retries": 0, "backoff_s": 0.01, "batch_size": 1,
                            "max_concurrency": 1}}
     cfg = write_config(tmp_path / "c.yaml", data, judge=judge)
@@ -167,7 +167,7 @@ def test_num_pass_self_ensembling_with_a_served_judge(served):
         return Reply(content=replies[body["seed"] - 100])
 
     served.handler = reply
-    judge = OpenAICompatibleRewardModel(model="j", base_url=served.base_url, api_key_env="TEST_JUDGE_KEY",
+    judge = OpenAICompatibleRewardModel(model="test-judge", base_url=served.base_url, api_key_env="TEST_JUDGE_KEY",
                                         protocol="viescore", num_pass=3, temperature=0.7, seed=100, backoff_s=0.01)
     judge.load()
     try:
