@@ -41,6 +41,22 @@ EN = {
     "several_judges": "several judges scored this run", "all_judges": "all judges and their agreement",
     "no_image": "no image", "close": "close", "noscript": "The pair gallery needs JavaScript; report.json "
     "has every pair.", "attempts": "judge attempts",
+    # benchmark score and uncertainty sections (headline.*.j2, uncertainty.md.j2; docs/benchmark-scores.md)
+    "bench_score": "Benchmark score", "no_bench_score": "No benchmark score: %s.",
+    "bench_intro": "%s numbers as its paper defines them (mirrors %s); scale: %s.",
+    "bench_variants": "\"Scored\" is the mean over the pairs the judge scored (what the official scripts report "
+                      "when they guess nothing); \"all pairs\" counts every failed or missing pair as the scale's "
+                      "floor, so failing hard pairs does not help. Coverage = scored pairs / pairs.",
+    "group": "group", "metric": "metric", "mean_scored": "mean over scored", "all_pairs": "all pairs, failures as floor",
+    "se": "se", "coverage": "coverage", "official_rounding": "official rounding", "breakdown": "Breakdown (%s rows)",
+    "unusable": "Pairs the benchmark score could not use (%s):",
+    "unusable_more": "… %s more (see `headline.problems` in report.json)",
+    "uncertainty": "Uncertainty",
+    "unc_intro": "Means with their 95%% confidence interval and standard error (%s, %s resamples, seed %s; se of a "
+                 "mean = sample std / sqrt(n)). Recompute them from `pairs` in report.json with `src.stats.mean_ci`.",
+    "unc_short": "95%% confidence intervals: %s, %s resamples, seed %s; se of a mean = sample std / sqrt(n).",
+    "macro_note": "The macro mean's interval resamples the pairs within each category (a stratified bootstrap).",
+    "dimension": "dimension",
 }
 
 ZH = {
@@ -72,6 +88,20 @@ ZH = {
     "several_judges": "本次运行有多个评分模型", "all_judges": "全部评分模型及其一致性",
     "no_image": "无图像", "close": "关闭", "noscript": "样本浏览需要 JavaScript；report.json 中有全部样本。",
     "attempts": "评分尝试次数",
+    "bench_score": "基准分数", "no_bench_score": "无基准分数：%s。",
+    "bench_intro": "%s 的分数，按其论文的定义计算（对应官方脚本 %s）；量程：%s。",
+    "bench_variants": "“已评分”为评分模型成功评分的样本的平均值（即官方脚本不猜分时给出的值）；“全部样本”把每个失败或"
+                      "缺失的样本计为量程的最低分，因此在难样本上失败不会占便宜。覆盖率 = 已评分样本数 / 样本数。",
+    "group": "分组", "metric": "指标", "mean_scored": "已评分样本平均", "all_pairs": "全部样本（失败计最低分）",
+    "se": "标准误", "coverage": "覆盖率", "official_rounding": "官方舍入", "breakdown": "细分（%s 行）",
+    "unusable": "基准分数无法使用的样本（%s 个）：",
+    "unusable_more": "……另有 %s 个（见 report.json 中的 `headline.problems`）",
+    "uncertainty": "不确定性",
+    "unc_intro": "各平均值的 95%% 置信区间与标准误（%s，重采样 %s 次，随机种子 %s；平均值的标准误 = 样本标准差 / "
+                 "sqrt(n)）。可用 `src.stats.mean_ci` 由 report.json 中的 `pairs` 重新算出。",
+    "unc_short": "95%% 置信区间：%s，重采样 %s 次，随机种子 %s；平均值的标准误 = 样本标准差 / sqrt(n)。",
+    "macro_note": "宏平均的置信区间在每个类别内部重采样样本（分层自助法）。",
+    "dimension": "维度",
 }
 
 LABELS = {"en": EN, "zh": ZH}

@@ -312,17 +312,23 @@ def test_rendered_in_markdown_and_html_with_untrusted_names_escaped():
     r = aggregate(pairs, ["temporal_reasoning", "causal_reasoning", "spatial_reasoning", "logical_reasoning"],
                   seed=SEED)
     assert r["uncertainty"]["seed"] == SEED and r["headline"]["format"] == "rise"
-    md = _env(False).get_template("headline.md.j2").render(r=r)
+    from src.report_labels import LABELS
+
+    t = LABELS["en"]
+    md = _env(False).get_template("headline.md.j2").render(r=r, t=t)
     overall = find(r["headline"]["numbers"], "Overall", "score")
     lo, hi = overall["scored"]["ci95"]
     assert f"| Overall | score | {overall['scored']['value']:.2f} [{lo:.2f}, {hi:.2f}] |" in md
     assert "| 9/10 |" in md  # coverage next to the number
     assert "<script>" not in md and "&lt;script&gt;" in md and "\\|x" in md
-    html = _env(True).get_template("headline.html.j2").render(r=r)
+    html = _env(True).get_template("headline.html.j2").render(r=r, t=t)
     assert "<script>" not in html and f"seed {SEED}" in html
-    unc = _env(False).get_template("uncertainty.md.j2").render(r=r)
+    unc = _env(False).get_template("uncertainty.md.j2").render(r=r, t=t)
     c = r["categories"]["causal_reasoning"]
     assert f"| causal\\_reasoning | 3 | {c['mean']:.2f} | [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}] |" in unc
+    zh = _env(False).get_template("headline.md.j2").render(r=r, t=LABELS["zh"])
+    assert "## 基准分数" in zh and "覆盖率" in zh and "<script>" not in zh
+    assert "## 不确定性" in _env(False).get_template("uncertainty.md.j2").render(r=r, t=LABELS["zh"])
 
 
 def test_pairs_never_edited_count_by_their_category():
