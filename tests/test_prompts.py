@@ -123,6 +123,11 @@ def test_prompt_files_from_a_clone_load_and_render(tmp_path):
     rendered = kc.render(v)
     assert rendered.user == 'Judge make it red. Reply {"consistency_score": n}'  # {{ }} are literal braces
     assert "prompts.py" in kc.label and kc.hash != load_template("kris_consistency").hash
+    # a Python string with <instruction> markers and JSON braces (no format fields) is not a format string
+    (clone / "vie.py").write_text('rule = """Editing instruction: <instruction>\n{\n"score" : [1]\n}"""\n',
+                                  encoding="utf-8")
+    vie = load_template({"user": {"file": str(clone / "vie.py"), "variable": "rule"}}).render(v)
+    assert vie.user == 'Editing instruction: make it red\n{\n"score" : [1]\n}'
 
 
 def test_config_points_at_user_prompt_files(tmp_path):

@@ -30,7 +30,9 @@ def test_kris_queries_per_task():
     assert names(KRIS, "Biology") == ["consistency", "knowledge", "quality"]  # knowledge: one dual query
     assert names(KRIS, "anomaly_correction") == ["consistency", "instruction_explained", "quality"]
     assert names(KRIS, "viewpoint_change", roles=("reference",)) == ["consistency", "instruction_viewpoint", "quality"]
-    assert names(KRIS, "my group", {"task": "multi-element_composition"}) == ["consistency", "instruction", "quality"]
+    assert names(KRIS, "my group", {"task": "multi-element_composition"}) == ["consistency_multi", "instruction_multi",
+                                                                              "quality"]
+    assert names(KRIS, "temporal_prediction") == ["consistency_temporal", "instruction_temporal", "quality"]
     with pytest.raises(ProtocolError, match="not a KRIS-Bench task"):
         names(KRIS, "物理")
     quality = next(q for q in KRIS.queries if q.name == "quality")
@@ -42,8 +44,9 @@ def test_rise_queries_follow_the_official_branches():
     assert names(RISE, "causal_reasoning", {"reasoning_img": True}) == ["consistency", "reasoning_with_input",
                                                                        "appearance"]
     assert names(RISE, "spatial_reasoning", roles=("reference",)) == ["consistency_spatial_ref", "reasoning_ref_image",
-                                                                     "appearance"]
-    assert names(RISE, "x", {"category": "spatial_reasoning", "consistency_free": True}) == ["reasoning", "appearance"]
+                                                                     "appearance_spatial"]
+    assert names(RISE, "x", {"category": "spatial_reasoning", "consistency_free": True}) == ["reasoning_spatial",
+                                                                                            "appearance_spatial"]
     assert names(RISE, "logical_reasoning", {"reference_txt": "B"}) == ["consistency_logical", "reasoning_logical"]
     assert names(RISE, "logical_reasoning", roles=("reference",)) == ["consistency_logical_ref",
                                                                       "reasoning_logical_ref"]

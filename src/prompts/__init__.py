@@ -303,7 +303,10 @@ def _part(spec, base: Path, where: str) -> list[tuple[str, str, str]]:
                 raise PromptError(f"{where}: {path} has no text under key {spec['key']!r}"
                                   f"{_hint(str(spec['key']), keys)}")
             return [("angle", data[spec["key"]], f"{where} ({path} [{spec['key']!r}])")]
-        return [("format", _python_string(path, str(spec["variable"]), where), f"{where} ({path}: {spec['variable']})")]
+        text = _python_string(path, str(spec["variable"]), where)
+        # a string the official script fills with str.format ({instruct}), or one with <instruction> markers
+        kind = "format" if re.search(r"\{(?:%s)\}" % "|".join(FORMAT_FIELDS), text) else "angle"
+        return [(kind, text, f"{where} ({path}: {spec['variable']})")]
     raise PromptError(f"{where}: expected a file path, {{file, key}}, {{file, variable}} or a list of them, "
                       f"got {spec!r}")
 

@@ -21,13 +21,13 @@ in one run (`ProtocolSet`). Templates are the built-in ones unless the config's 
 - `rubric_1to5` (ImgEdit / KRIS-Bench style, one query): separate 1-5 scores for
   `instruction_following`, `consistency` (the unedited regions) and `quality`; overall = their mean;
   `overall_0to100 = (overall - 1) * 25`. `rubric_1to5_knowledge` adds `knowledge` (plausibility).
-- `kris` (KRIS-Bench, separate queries as the official metric scripts ask them): `consistency`
-  (original(s) + edited), `instruction` (the task's variant: with the explanation for anomaly
-  correction, with the ground-truth image for viewpoint change, every input frame / image for temporal
-  prediction and multi-element composition), for the 10 knowledge tasks one query giving
+- `kris` (KRIS-Bench, separate queries as the official metric scripts ask them, one template per
+  official prompt): `consistency` (original(s) + edited), `instruction` (the task's variant: with the
+  explanation for anomaly correction, with the ground-truth image for viewpoint change, every input
+  frame / image for temporal prediction and multi-element composition), for the 10 knowledge tasks one query giving
   `instruction` and `knowledge` with the explanation (`explain_en`), and `quality` on the edited image
   alone; 1-5 each as the judge gave them; overall = their mean (the official summary pools metric
-  values per task/group; src/headline computes that from these dimensions).
+  values per task/group: the report's benchmark-score section, src/scoring/headline.py).
 - `rise` (RISEBench): `consistency`, `reasoning` (against the reference answer: text, or the reference
   image for spatial tasks that have one), `appearance` (edited image alone; not for logical tasks);
   1-5, except logical tasks, judged 0/1 and mapped to 1/5 as the official code does (4 * min(s, 1) +
@@ -438,10 +438,19 @@ def _combine_kris(values: dict[str, float], ctx: PairContext | None = None) -> d
 _KRIS = Protocol(
     name="kris",
     queries=(
-        Query("consistency", "kris_consistency", ("original", "original_*", "edited"), ("consistency",), 1, 5,
-              retry=_json_retry('"score": <1-5>')),
-        Query("instruction", "kris_instruction", ("original", "original_*", "edited"), ("instruction",), 1, 5,
-              retry=_json_retry('"score": <1-5>'), when=_kris_kind("common", "multi", "temporal")),
+        # one template per prompt of the official scripts, so each can be replaced by the user's copy
+        Query("consistency", "kris_consistency", ("original", "edited"), ("consistency",), 1, 5,
+              retry=_json_retry('"score": <1-5>'), when=_kris_kind("common", "explained", "viewpoint", "knowledge")),
+        Query("consistency_multi", "kris_consistency_multi", ("original", "original_*", "edited"), ("consistency",),
+              1, 5, retry=_json_retry('"score": <1-5>'), when=_kris_kind("multi")),
+        Query("consistency_temporal", "kris_consistency_temporal", ("original", "original_*", "edited"),
+              ("consistency",), 1, 5, retry=_json_retry('"score": <1-5>'), when=_kris_kind("temporal")),
+        Query("instruction", "kris_instruction", ("original", "edited"), ("instruction",), 1, 5,
+              retry=_json_retry('"score": <1-5>'), when=_kris_kind("common")),
+        Query("instruction_multi", "kris_instruction_multi", ("original", "original_*", "edited"), ("instruction",),
+              1, 5, retry=_json_retry('"score": <1-5>'), when=_kris_kind("multi")),
+        Query("instruction_temporal", "kris_instruction_temporal", ("original", "original_*", "edited"),
+              ("instruction",), 1, 5, retry=_json_retry('"score": <1-5>'), when=_kris_kind("temporal")),
         Query("instruction_explained", "kris_instruction_explained", ("original", "edited"), ("instruction",), 1, 5,
               retry=_json_retry('"score": <1-5>'), when=_kris_kind("explained"), needs=("instruction", "explanation")),
         Query("instruction_viewpoint", "kris_instruction_viewpoint", ("original", "edited", "reference?"),
@@ -513,9 +522,9 @@ _RISE = Protocol(
     queries=(
         Query("consistency", "rise_consistency", ("original", "edited"), ("consistency",), 1, 5, retry=_RETRY_15,
               when=_rise(("temporal", "causal"), lambda c: not _cons_free(c))),
-        Query("consistency_spatial", "rise_consistency", ("original", "edited"), ("consistency",), 1, 5,
+        Query("consistency_spatial", "rise_consistency_spatial", ("original", "edited"), ("consistency",), 1, 5,
               retry=_RETRY_15, when=_rise(("spatial",), lambda c: not _cons_free(c) and not _has_ref_image(c))),
-        Query("consistency_spatial_ref", "rise_consistency", ("reference", "edited"), ("consistency",), 1, 5,
+        Query("consistency_spatial_ref", "rise_consistency_spatial", ("reference", "edited"), ("consistency",), 1, 5,
               retry=_RETRY_15, when=_rise(("spatial",), lambda c: not _cons_free(c) and _has_ref_image(c))),
         Query("consistency_logical", "rise_consistency_logical", ("original", "edited"), ("consistency",), 0, 1,
               retry=_RETRY_01, when=_rise(("logical",), lambda c: not _cons_free(c) and not _has_ref_image(c)),
@@ -524,12 +533,15 @@ _RISE = Protocol(
               retry=_RETRY_01, when=_rise(("logical",), lambda c: not _cons_free(c) and _has_ref_image(c))),
         # temporal / causal: the reference answer is text; spatial: a reference image when there is one
         Query("reasoning", "rise_reasoning", ("edited",), ("reasoning",), 1, 5, retry=_RETRY_15,
-              when=lambda c: not _reasoning_img(c) and (rise_kind(c) in ("temporal", "causal")
-                                                        or (rise_kind(c) == "spatial" and not _has_ref_image(c))),
+              when=_rise(("temporal", "causal"), lambda c: not _reasoning_img(c)), needs=("instruction", "reference")),
+        Query("reasoning_with_input", "rise_reasoning_with_input", ("original", "edited"), ("reasoning",), 1, 5,
+              retry=_RETRY_15, when=_rise(("temporal", "causal"), _reasoning_img), needs=("instruction", "reference")),
+        Query("reasoning_spatial", "rise_reasoning_spatial", ("edited",), ("reasoning",), 1, 5, retry=_RETRY_15,
+              when=_rise(("spatial",), lambda c: not _reasoning_img(c) and not _has_ref_image(c)),
               needs=("instruction", "reference")),
-        Query("reasoning_with_input", "rise_reasoning", ("original", "edited"), ("reasoning",), 1, 5, retry=_RETRY_15,
-              when=lambda c: _reasoning_img(c) and (rise_kind(c) in ("temporal", "causal")
-                                                    or (rise_kind(c) == "spatial" and not _has_ref_image(c))),
+        Query("reasoning_spatial_with_input", "rise_reasoning_spatial_with_input", ("original", "edited"),
+              ("reasoning",), 1, 5, retry=_RETRY_15,
+              when=_rise(("spatial",), lambda c: _reasoning_img(c) and not _has_ref_image(c)),
               needs=("instruction", "reference")),
         Query("reasoning_ref_image", "rise_reasoning_image", ("reference", "edited"), ("reasoning",), 1, 5,
               retry=_RETRY_15, when=_rise(("spatial",), _has_ref_image)),
@@ -538,7 +550,9 @@ _RISE = Protocol(
         Query("reasoning_logical_ref", "rise_reasoning_logical_image", ("reference", "edited"), ("reasoning",), 0, 1,
               retry=_RETRY_01, when=_rise(("logical",), _has_ref_image)),
         Query("appearance", "rise_appearance", ("edited",), ("appearance",), 1, 5, retry=_RETRY_15, needs=(),
-              when=_rise(("temporal", "causal", "spatial"))),
+              when=_rise(("temporal", "causal"))),
+        Query("appearance_spatial", "rise_appearance_spatial", ("edited",), ("appearance",), 1, 5, retry=_RETRY_15,
+              needs=(), when=_rise(("spatial",))),
     ),
     combine=_combine_rise, dims=("consistency", "reasoning", "appearance"),
     description="RISEBench: consistency, reasoning (against the reference answer), appearance; "
