@@ -283,11 +283,9 @@ def write_compare(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "compare.json", "md": out_dir / "compare.md", "html": out_dir / "compare.html"}
     paths["json"].write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-    env = _env(False)
-    paths["md"].write_text(env.get_template("compare.md.j2").render(c=result), encoding="utf-8")
-    env = _env(True)
-    env.filters["rel"] = lambda p: None if p is None else os.path.relpath(p, out_dir)
-    paths["html"].write_text(env.get_template("compare.html.j2").render(c=result), encoding="utf-8")
+    paths["md"].write_text(_env(False).get_template("compare.md.j2").render(c=result), encoding="utf-8")
+    paths["html"].write_text(_env(True).get_template("compare.html.j2").render(
+        c=result, rel=lambda p: os.path.relpath(p, out_dir)), encoding="utf-8")
     return paths
 
 

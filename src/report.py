@@ -9,6 +9,7 @@ replies are untrusted text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -222,7 +223,10 @@ def md_escape(value: Any) -> str:
     return " ".join(text.split())
 
 
+@functools.lru_cache(maxsize=None)
 def _env(autoescape: bool) -> Environment:
+    """The Jinja environment (one per autoescape flag, kept: compiling the templates costs far more than
+    rendering them, and a run writes several reports). Callers must not change it."""
     env = Environment(loader=FileSystemLoader(TEMPLATE_DIR), undefined=StrictUndefined,
                       autoescape=autoescape,
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
