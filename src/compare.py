@@ -100,11 +100,10 @@ def find_runs(paths: list[str | Path], judge: str | None = None) -> tuple[list[R
                                       else f"(write it with: python main.py --resume {path} --stage report)"))
             found.append((path, report))
             continue
-        below = sorted(d for d in path.rglob("state.sqlite"))
+        below = _run_folders_below(path)
         if not below:
             raise CompareError(f"{path}: no run folder (one holding state.sqlite) below this folder")
-        for state in below:
-            run_dir = state.parent
+        for run_dir in below:
             report = _report_in(run_dir, judge)
             if not report.is_file():
                 notes.append(f"skipped {run_dir}: no {report.relative_to(run_dir)}")
@@ -128,6 +127,19 @@ def find_runs(paths: list[str | Path], judge: str | None = None) -> tuple[list[R
         if names.count(r.name) > 1:
             r.name = str(r.path)
     return runs, notes
+
+
+def _run_folders_below(folder: Path) -> list[Path]:
+    """Folders holding state.sqlite below `folder`, sorted; a run folder's own subfolders (images,
+    thumbnails, ...) are not searched."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        if "state.sqlite" in files:
+            found.append(Path(root))
+            dirs[:] = []
+        else:
+            dirs.sort()
+    return sorted(found)
 
 
 def judge_folders(run_dir: Path) -> list[str]:

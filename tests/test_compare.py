@@ -53,7 +53,9 @@ def test_paired_result_reverses_the_per_run_means(tmp_path, missing):
     # 0..3 copies of +0.5 (binomial, p = 1/3): P(mean >= 0) = 7/27, P(mean <= 0) = 1, P(mean = -1) = 8/27
     assert d["ci95"] == [-1.0, 0.5]
     assert d["p_bootstrap"] == pytest.approx(14 / 27, abs=0.05)
-    assert 0 < d["p_wilcoxon"] <= 1
+    # Wilcoxon signed-rank, exact for n = 3: |d| ranks 1 (the +0.5), 2, 3; W+ = 1; of the 8 sign patterns
+    # 2 give W+ <= 1 ({} and {1}): two-sided p = 2 * 2/8
+    assert d["p_wilcoxon"] == pytest.approx(0.5)
     # coverage: B scored 3 of its pairs in 因果 + 2 in 物理
     cov = {r["name"]: r for r in res["runs"]}
     assert (cov["A"]["scored"], cov["A"]["common"]) == (6, 5)
@@ -157,3 +159,19 @@ def test_judge_option_compares_the_runs_on_one_judge(tmp_path, capsys):
     assert res["categories"][C]["runs"]["B"]["vs_best"]["mean_diff"] == pytest.approx(-0.5)  # judge-one's scores
     assert main(["compare", str(tmp_path / "A"), str(tmp_path / "C"), "--judge", "nobody"]) == 2
     assert f"no reports/nobody/report.json in this run folder (judges with reports: " in capsys.readouterr().err
+
+
+def test_pairs_with_different_inputs_are_not_common(tmp_path):
+    write_run(tmp_path / "A", A_SCORES)
+    write_run(tmp_path / "B", B_SCORES)
+    path = tmp_path / "B" / "report.json"
+    rep = json.loads(path.read_text(encoding="utf-8"))
+    for p in rep["pairs"]:
+        if p["pair_id"] == "c2":
+            p["input_sha256"] = "0" * 64  # B edited another image under the same pair id
+    path.write_text(json.dumps(rep, ensure_ascii=False), encoding="utf-8")
+    res = compare_runs(find_runs([tmp_path / "A", tmp_path / "B"])[0], n_resamples=100)
+    assert res["categories"][C]["common"] == 2
+    assert [r["common"] for r in res["pairs"] if r["pair_id"] == "c2"] == [False]
+    assert any("1 pair(s) have different input images or instructions in different runs and are not compared: "
+               "因果/c2" in w for w in res["warnings"])
