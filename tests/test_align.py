@@ -113,3 +113,31 @@ def test_fisher_mean_and_vectorized_statistics():
     np.testing.assert_allclose(_spearman_vec(a, b), want_s, equal_nan=True)
     c = correlations([1, 1, 1], [1, 2, 3])  # constant: undefined, not zero
     assert c["spearman"]["r"] is None and c["kendall"]["ci95"] == [None, None]
+
+
+def test_category_column_and_judge_dimensions(tmp_path):
+    write_run(tmp_path / "run", JUDGE)
+    rep_path = tmp_path / "run" / "report.json"
+    rep = json.loads(rep_path.read_text(encoding="utf-8"))
+    for p in rep["pairs"]:  # a judge that recorded an SC dimension: 10 - score (reverses the order)
+        if p["status"] == "scored":
+            p["dimensions"] = {"SC": 10 - p["score"]}
+    rep_path.write_text(json.dumps(rep, ensure_ascii=False), encoding="utf-8")
+    lines = ["category,pair_id,rater,dimension,score"]
+    for rater, values in HUMAN.items():
+        for pid, v in zip(IDS, values):
+            cat = X if pid.startswith("x") else Y
+            lines += [f"{cat},{pid},{rater},SC,{v}", f"{cat},{pid},{rater},overall,{v}"]
+    lines.append(f"{Y},x1,r1,SC,3")  # x1 is not a 因果 pair
+    csv = tmp_path / "r.csv"
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["align", str(tmp_path / "run"), "--human", str(csv), "--out", str(tmp_path / "al"),
+                 "--n-resamples", "50"]) == 0
+    res = json.loads((tmp_path / "al" / "align.json").read_text(encoding="utf-8"))
+    sc, overall = res["dimensions"]["SC"], res["dimensions"]["overall"]
+    assert sc["judge_field"] == "SC" and overall["judge_field"] == "score"
+    for cat in (X, Y):  # the SC dimension is the score reversed: every rank correlation flips sign
+        for m in ("spearman", "kendall"):
+            assert sc["categories"][cat]["judge_human"][m]["r"] == pytest.approx(
+                -overall["categories"][cat]["judge_human"][m]["r"])
+    assert any("category '因果', pair 'x1' is not in the run" in p for p in res["problems"])
