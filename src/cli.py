@@ -1,12 +1,15 @@
 """Command line: parse arguments, find or create the run folder, run the pipeline, map errors to exit codes.
 
-Exit codes: 0 done (per-pair failures are in the report), 2 bad config, data or resume request,
-1 unexpected error (traceback in logs/run.log), 130 interrupted.
+Exit codes: 0 done (per-pair failures are in the report), 2 bad config, data or resume request, or a
+fault of the machine (disk full, read-only folder, damaged state.sqlite, run folder in use), 3 nothing
+could be edited or scored, 1 unexpected error (traceback in logs/run.log), 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -58,17 +61,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N pairs of each category (a quick run)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a config value, e.g. diffusion_model.init_args.num_inference_steps=4 (repeatable)")
+    p.add_argument("--retry-failed", nargs="?", const="all", choices=("edit", "score", "all"), default=None,
+                   help="with --resume: also redo pairs whose edit (edit) or score (score) failed, or both (all, "
+                        "the default when no value is given)")
+    p.add_argument("--trust-run-config", action="store_true",
+                   help="with --resume and no --config: let the run folder's own config name code outside this "
+                        "project's packages (only for a run folder you made)")
     p.add_argument("--plan", action="store_true",
                    help="print the memory plan (checkpoint sizes from safetensors headers, estimated peaks, "
                         "what fits) and exit without loading a model")
     return p
 
 
+def is_run_folder(path: Path) -> bool:
+    """A run folder holds state.sqlite, or at least the config.resolved.yaml written before it."""
+    return (path / "state.sqlite").is_file() or (path / "config.resolved.yaml").is_file()
+
+
 def newest_run(output_dir: Path) -> Path:
-    runs = [d for d in output_dir.glob("*") if (d / "state.sqlite").is_file()] if output_dir.is_dir() else []
+    runs = [d for d in output_dir.glob("*") if is_run_folder(d)] if output_dir.is_dir() else []
     if not runs:
         raise UsageError(f"--resume: no run folder (one holding state.sqlite) in {output_dir}")
-    return max(runs, key=lambda d: (d / "state.sqlite").stat().st_mtime)
+    return max(runs, key=lambda d: max(f.stat().st_mtime for f in (d / "state.sqlite", d / "config.resolved.yaml")
+                                       if f.is_file()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,39 +112,55 @@ def main(argv: list[str] | None = None) -> int:
     from src.pipeline import ResumeError, run
     from src.prompts import PromptError
     from src.device_errors import StickyDeviceError
+    from src.runguard import RunLocked, environment_fault, sigterm_as_interrupt
+    from src.state import StateError
 
-    user_errors = (UsageError, ConfigError, BenchmarkError, ModelError, ResumeError, PromptError)
+    user_errors = (UsageError, ConfigError, BenchmarkError, ModelError, ResumeError, PromptError, StateError,
+                   RunLocked)
     run_dir = None
+    saved_cfg = None
     try:
         overrides = list(args.overrides)
+        subset = []  # --categories / --limit: with --resume they hold for this invocation only
         if args.categories is not None:
-            overrides.append(f"benchmark.categories=[{', '.join(repr(c.strip()) for c in args.categories.split(',') if c.strip())}]")
+            subset.append(f"benchmark.categories=[{', '.join(repr(c.strip()) for c in args.categories.split(',') if c.strip())}]")
         if args.limit is not None:
-            overrides.append(f"benchmark.limit={args.limit}")
+            subset.append(f"benchmark.limit={args.limit}")
         if args.output_dir is not None:
             overrides.append(f"pipeline.output_dir={args.output_dir!r}")
+        if args.retry_failed and args.resume is None:
+            raise UsageError("--retry-failed works on an existing run: add --resume [PATH]")
 
         if args.resume is not None:
-            if args.resume:
-                run_dir = Path(args.resume)
-                if not (run_dir / "state.sqlite").is_file():
-                    raise UsageError(f"--resume {run_dir}: not a run folder (no state.sqlite there)")
-            else:
-                run_dir = newest_run(Path(args.output_dir or "outputs"))
             if args.run_name:
                 raise UsageError("--run-name names a new run; it cannot be combined with --resume")
-            config_path = Path(args.config) if args.config else run_dir / "config.resolved.yaml"
-            cfg = load_config(config_path, overrides)
+            if args.resume:
+                run_dir = Path(args.resume)
+                if not is_run_folder(run_dir):
+                    raise UsageError(f"--resume {run_dir}: not a run folder (no state.sqlite there)")
+            elif args.config and not args.output_dir:  # the newest run in the config's pipeline.output_dir
+                run_dir = newest_run(Path(load_config(args.config, overrides).output_dir))
+            else:
+                run_dir = newest_run(Path(args.output_dir or "outputs"))
+            if args.config:
+                config_path, trusted = Path(args.config), True
+            else:
+                config_path, trusted = run_config_path(run_dir), args.trust_run_config
+                if not trusted:
+                    check_run_config_unchanged(run_dir, config_path)
+            cfg = load_config(config_path, overrides + subset, trusted=trusted)
+            if subset:
+                saved_cfg = load_config(config_path, overrides, trusted=trusted)
         elif args.plan:
             if not args.config:
                 raise UsageError("--plan needs --config FILE")
-            cfg = load_config(args.config, overrides)
+            cfg = load_config(args.config, overrides + subset)
         else:
             if args.stage in ("score", "report"):
                 raise UsageError(f"--stage {args.stage} works on an existing run: add --resume [PATH]")
             if not args.config:
                 raise UsageError("--config FILE is required (or --resume to continue a run)")
-            cfg = load_config(args.config, overrides)
+            cfg = load_config(args.config, overrides + subset)
             from src.data import safe_name
 
             name = args.run_name or time.strftime("%Y%m%d-%H%M%S")
@@ -144,21 +175,104 @@ def main(argv: list[str] | None = None) -> int:
 
             print(format_plan(plan(cfg.editor.to_dict(), cfg.judge.to_dict(), mode=cfg.mode)), flush=True)
             return 0
-        bench = load_benchmark(cfg.data_path, cfg.categories, cfg.limit, cfg.data_format, cfg.image_root)  # a bad file stops us here
+        # a bad file stops us here; reports come from the records alone, so --stage report does not read it
+        bench = None if args.stage == "report" else \
+            load_benchmark(cfg.data_path, cfg.categories, cfg.limit, cfg.data_format, cfg.image_root)
         print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
-        paths = run(cfg, run_dir, args.stage, bench)
+        with sigterm_as_interrupt():  # SLURM's SIGTERM takes Ctrl-C's path
+            paths = run(cfg, run_dir, args.stage, bench, saved_cfg=saved_cfg, retry_failed=args.retry_failed)
         for kind, path in paths.items():
             print(f"report ({kind}): {path}", flush=True)
-        return 0
+        return nothing_done_code(paths, args.stage)
     except user_errors as e:
         log.error("%s", e)
         return 2
     except StickyDeviceError as e:  # the GPU is unusable for this process: one clear message, no traceback
         log.error("%s", e)
         return 1
-    except KeyboardInterrupt:
-        log.error("interrupted; continue with: python main.py --resume %s", run_dir or "")
-        return 130
+    except KeyboardInterrupt as e:
+        from src.runguard import Terminated
+
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        log.error("%s; continue with: python main.py --resume %s", what, run_dir or "")
+        return 143 if isinstance(e, Terminated) else 130
     except Exception as e:  # noqa: BLE001 - last resort: say what happened, keep the traceback
+        fault = environment_fault(e, run_dir, resumable=run_dir is not None and is_run_folder(run_dir))
+        if fault:  # a fault of the machine, not of the code: one line that says what to do
+            log.debug("environment fault", exc_info=True)
+            log.error("%s", fault)
+            return 2
         log.error("unexpected error: %s: %s\n%s", type(e).__name__, e, traceback.format_exc())
         return 1
+
+
+def run_config_path(run_dir: Path) -> Path:
+    """The run folder's config.resolved.yaml; restored from the copy inside state.sqlite if it is gone."""
+    path = run_dir / "config.resolved.yaml"
+    if path.is_file() or not (run_dir / "state.sqlite").is_file():
+        return path
+    import sqlite3
+
+    from src.state import write_file_atomic
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{run_dir / 'state.sqlite'}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'config_resolved'").fetchone()
+    except sqlite3.Error:
+        row = None
+    if row is None:
+        raise UsageError(f"--resume {run_dir}: config.resolved.yaml is missing and the records hold no copy; "
+                         "give the config with --config FILE")
+    write_file_atomic(path, row[0].encode("utf-8"))
+    log.warning("restored %s from the copy kept in state.sqlite", path)
+    return path
+
+
+def check_run_config_unchanged(run_dir: Path, config_path: Path) -> None:
+    """A run folder's config.resolved.yaml must name the same models as the last invocation recorded in its
+    state.sqlite; an edited file is refused (a shared folder could point it at other code)."""
+    import json
+    import sqlite3
+
+    import yaml
+
+    if not (run_dir / "state.sqlite").is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{run_dir / 'state.sqlite'}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT config FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        recorded = json.loads(row[0]) if row else None
+        current = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (sqlite3.Error, OSError, ValueError, yaml.YAMLError):
+        return  # the checks that follow report a damaged file with the right message
+    if not recorded or not isinstance(current, dict):
+        return
+    for key in ("diffusion_model", "reward_model", "allow_remote_code"):
+        if current.get(key) != recorded.get(key):
+            raise UsageError(f"{config_path}: {key} differs from what this run last ran with (recorded in "
+                             "state.sqlite); an edited run-folder config is not trusted. Pass the config with "
+                             "--config FILE, or add --trust-run-config if you edited it yourself")
+
+
+def nothing_done_code(paths: dict, stage: str) -> int:
+    """3 when the run produced nothing it was asked for: no pair edited (--stage edit) or no pair scored."""
+    import json
+
+    if stage == "report" or "json" not in paths:
+        return 0
+    report = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))
+    f = report["overall"]["failed"]
+    if not sum(f.values()):
+        return 0
+    if stage == "edit":
+        if not any(p["edited_image"] for p in report["pairs"]):
+            log.error("no pair could be edited (%d invalid input, %d edit failed); see the report's failures",
+                      f["invalid_input"], f["edit_failed"])
+            return 3
+        return 0
+    if report["overall"]["scored"] == 0:
+        log.error("no pair could be scored (%d score failed, %d edit failed, %d invalid input); see the report's "
+                  "failures, then retry with --resume --retry-failed", f["score_failed"], f["edit_failed"],
+                  f["invalid_input"])
+        return 3
+    return 0

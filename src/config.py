@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
                  "residency": "auto", "max_batch_size": 64, "batch_grow_after": None},
     "report": {"language": "auto"},
     "seed": 0,
+    "allow_remote_code": False,
 }
 SECTION_KEYS = {
     "benchmark": {"data_path", "categories", "limit", "format", "image_root"},
@@ -56,6 +58,8 @@ SECTION_KEYS = {
     "report": {"language"},
 }
 TOP_KEYS = set(DEFAULTS) | set(COMPONENTS)
+# Config keys that choose WHICH pairs one invocation works on; never saved as the run's config.
+PER_INVOCATION_KEYS = (("benchmark", "categories"), ("benchmark", "limit"))
 PIPELINE_MODES = ("two_stage", "interleaved")
 RESIDENCY_POLICIES = ("auto", "release", "offload", "resident")
 
@@ -87,12 +91,125 @@ def known_classes(folder: str) -> list[str]:
     return out
 
 
-def import_class(class_path: str, where: str, known: list[str]) -> type:
+# Top-level packages of this project whose modules a run folder's own config may name (see `CodePolicy`).
+PROJECT_PACKAGES = ("src", "tests")
+
+
+@dataclass
+class CodePolicy:
+    """Which modules a config may make us import.
+
+    A config the user passes with --config is theirs: it may name any module, except one inside an
+    output folder or a run folder (those hold files other people can share). A run folder's own
+    `config.resolved.yaml` (a resume without --config) is not trusted to name code: its class paths
+    must lie in this project's packages unless the user says `--trust-run-config`. Either way a module
+    is located and its source parsed *before* it is imported, so a class path naming something that is
+    not a class there (`this.Foo`) is refused without running the module."""
+
+    project_only: bool = False
+    forbidden_dirs: tuple[Path, ...] = ()
+
+
+def _locate_module(module_name: str) -> tuple[Path | None, str | None]:
+    """The source file of `module_name`, found without executing it or any parent package that is not
+    imported yet: (file, None), (None, missing name) when it does not exist, (None, None) when it is not a
+    Python source module (built-in, extension)."""
+    import importlib.util
+    import sys
+
+    parts = module_name.split(".")
+    origin: Path | None = None
+    search: list[str] = []
+    for i, part in enumerate(parts):
+        name = ".".join(parts[: i + 1])
+        mod = sys.modules.get(name)
+        spec = getattr(mod, "__spec__", None) if mod is not None else None
+        if spec is None and i == 0:
+            try:
+                spec = importlib.util.find_spec(name)  # top level: finds, runs nothing
+            except (ImportError, ValueError):
+                spec = None
+        if spec is not None:
+            origin = Path(spec.origin) if spec.origin and spec.has_location else None
+            search = list(spec.submodule_search_locations or [])
+        else:  # a submodule: look in the parent's folders ourselves (the import system would import parents)
+            origin, found, next_search = None, False, []
+            for folder in search:
+                base = Path(folder) / part
+                if (base / "__init__.py").is_file():
+                    origin, found, next_search = base / "__init__.py", True, [str(base)]
+                    break
+                if base.with_suffix(".py").is_file():
+                    origin, found, next_search = base.with_suffix(".py"), True, []
+                    break
+                if base.is_dir():  # a namespace package: keep collecting its folders
+                    found = True
+                    next_search.append(str(base))
+            if not found:
+                return None, name
+            search = next_search
+        if i == len(parts) - 1:
+            if spec is None and origin is None and search:
+                return None, None  # a namespace package holds no classes
+            return (origin if origin is not None and origin.suffix == ".py" else None), None
+    return None, None  # pragma: no cover
+
+
+def _in_run_or_output_folder(path: Path, forbidden: tuple[Path, ...]) -> Path | None:
+    for parent in path.parents:
+        if (parent / "state.sqlite").exists() or any(parent == f for f in forbidden):
+            return parent
+    return None
+
+
+def _defines_name(source_file: Path, name: str) -> bool:
+    """Does the module's source bind `name` at top level (class, assignment or import)?"""
+    try:
+        tree = ast.parse(source_file.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return True
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any((a.asname or a.name.split(".")[0]) == name for a in node.names):
+                return True
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return True
+    return False
+
+
+def import_class(class_path: str, where: str, known: list[str], policy: CodePolicy | None = None) -> type:
+    policy = policy or CodePolicy()
     hint = did_you_mean(class_path, known) or (
         "; known classes: " + ", ".join(known) if known else "")
     if not isinstance(class_path, str) or "." not in class_path:
         raise ConfigError(f"{where}.class_path must be a dotted path like 'package.module.Class', got {class_path!r}{hint}")
     module_name, _, cls_name = class_path.rpartition(".")
+    if not all(part.isidentifier() for part in class_path.split(".")):
+        raise ConfigError(f"{where}.class_path {class_path!r} is not a dotted Python name{hint}")
+    # --- locate and vet the module before anything of it runs
+    origin, missing = _locate_module(module_name)
+    if missing is not None:
+        raise ConfigError(f"unknown class_path {class_path!r} at {where}: no module {missing!r}{hint}")
+    origin = origin.resolve() if origin is not None else None
+    if origin is None:
+        raise ConfigError(f"{where}.class_path {class_path!r}: {module_name} is not a Python source module, "
+                          f"so it cannot hold a model class{hint}")
+    inside = _in_run_or_output_folder(origin, tuple(p.resolve() for p in policy.forbidden_dirs))
+    if inside is not None:
+        raise ConfigError(f"{where}.class_path {class_path!r} names code inside the run/output folder {inside}; "
+                          "code is never imported from there (move the module into your own package)")
+    if policy.project_only and not (module_name.split(".")[0] in PROJECT_PACKAGES
+                                    and REPO_ROOT in origin.parents):
+        raise ConfigError(f"{where}.class_path {class_path!r} is outside this project's packages "
+                          f"({', '.join(PROJECT_PACKAGES)}), and a run folder's config is not trusted to name code; "
+                          "pass your own config with --config FILE (or --trust-run-config if you made this run)")
+    if not _defines_name(origin, cls_name):
+        raise ConfigError(f"unknown class_path {class_path!r} at {where}: {module_name} ({origin}) has no class "
+                          f"{cls_name!r}{hint}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -164,7 +281,46 @@ class ComponentSpec:
         return {"class_path": self.class_path, "init_args": dict(self.init_args)}
 
 
-def resolve_component(key: str, raw: Any, source: str) -> ComponentSpec:
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+KEY_PREFIXES = ("sk-", "sk_", "pk-", "rk-", "hf_", "gsk_", "xai-", "AIza", "ghp_", "github_pat_", "glpat-", "AKIA")
+
+
+def looks_like_secret(value: str) -> bool:
+    """A pasted API key rather than the NAME of an environment variable."""
+    if not ENV_NAME.fullmatch(value) or value.startswith(KEY_PREFIXES):
+        return True
+    # long identifiers that mix lower case, upper case and digits are keys, not variable names
+    return len(value) >= 24 and any(c.islower() for c in value) and any(c.isupper() for c in value) \
+        and any(c.isdigit() for c in value)
+
+
+def check_api_key_env(init_args: dict, where: str) -> None:
+    value = init_args.get("api_key_env")
+    if isinstance(value, str) and value and looks_like_secret(value):
+        raise ConfigError(f"{where}.init_args.api_key_env must be the NAME of an environment variable (like "
+                          "OPENAI_API_KEY), but its value looks like a key itself (not shown). Put the key in an "
+                          "environment variable, name that variable here, and revoke the key if this config was "
+                          "shared")
+
+
+# load_kwargs / init_args that make diffusers or transformers run code that ships with a checkpoint
+REMOTE_CODE_KWARGS = ("trust_remote_code", "custom_pipeline", "custom_revision")
+
+
+def remote_code_uses(spec: "ComponentSpec") -> list[str]:
+    """Where a component asks for code downloaded with (or named beside) its checkpoint."""
+    uses = []
+    if spec.init_args.get("trust_remote_code"):
+        uses.append(f"{spec.key}.init_args.trust_remote_code")
+    for name in ("load_kwargs", "model_kwargs", "processor_kwargs"):
+        kwargs = spec.init_args.get(name)
+        if isinstance(kwargs, dict):
+            uses += [f"{spec.key}.init_args.{name}.{k}" for k in REMOTE_CODE_KWARGS
+                     if k in kwargs and kwargs[k] not in (None, False)]
+    return uses
+
+
+def resolve_component(key: str, raw: Any, source: str, policy: CodePolicy | None = None) -> ComponentSpec:
     base_path, folder = COMPONENTS[key]
     where = f"{source}: {key}"
     if not isinstance(raw, dict):
@@ -185,7 +341,8 @@ def resolve_component(key: str, raw: Any, source: str) -> ComponentSpec:
         raise ConfigError(f"{where}: class_path is missing; known classes: {', '.join(known_classes(folder))}")
     if not isinstance(init_args, dict):
         raise ConfigError(f"{where}.init_args must be a mapping, got {type(init_args).__name__}")
-    cls = import_class(class_path, where, known_classes(folder))
+    check_api_key_env(init_args, where)  # before anything could echo or store it
+    cls = import_class(class_path, where, known_classes(folder), policy)
     base_mod, _, base_name = base_path.rpartition(".")
     base = getattr(importlib.import_module(base_mod), base_name)
     if not issubclass(cls, base):
@@ -242,6 +399,7 @@ class RunConfig:
     prompt_dir: str | None = None  # a folder of the user's templates, named like the protocol's (docs/protocols.md)
     prompt_templates: dict[str, Any] = field(default_factory=dict)  # protocol template name -> the user's template
     report_language: str = "auto"
+    allow_remote_code: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config: loading it again gives the same RunConfig."""
@@ -259,6 +417,7 @@ class RunConfig:
                          "batch_grow_after": self.batch_grow_after},
             "report": {"language": self.report_language},
             "seed": self.seed,
+            "allow_remote_code": self.allow_remote_code,
         }
 
     def fingerprint(self) -> str:
@@ -302,7 +461,9 @@ def _normalise_component(raw: dict, key: str) -> None:
         comp["init_args"] = comp.pop("params")
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | Path, overrides: list[str] = (), *, trusted: bool = True) -> RunConfig:
+    """Load, override and check a config. `trusted=False` for a run folder's own config.resolved.yaml:
+    its class paths must then lie in this project's packages and it cannot allow remote code."""
     path = Path(path)
     source = str(path)
     try:
@@ -324,7 +485,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     for text_ov in overrides:
         keys, value = parse_override(text_ov)
         apply_override(raw, keys, value, text_ov)
-    return resolve_config(raw, source, base_dir=path.resolve().parent)
+    return resolve_config(raw, source, base_dir=path.resolve().parent, trusted=trusted)
 
 
 def _section(raw: dict, name: str, source: str) -> dict:
@@ -341,7 +502,21 @@ def _section(raw: dict, name: str, source: str) -> dict:
     return {**DEFAULTS[name], **value}
 
 
-def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
+def _prompt_path(name: Any, base_dir: Path) -> Any:
+    """A template folder given as a relative path is made absolute (relative to the config's folder, else to
+    the working directory, as before), so a saved config resolves from anywhere; built-in names stay."""
+    from src.prompts import BUILTIN_DIR
+
+    if not isinstance(name, str) or not name or name == "auto" or (BUILTIN_DIR / name / "system.j2").is_file():
+        return name
+    user = Path(name).expanduser()
+    for candidate in ((base_dir / user), user):
+        if (candidate / "system.j2").is_file():
+            return str(candidate.resolve())
+    return name
+
+
+def resolve_config(raw: dict, source: str, base_dir: Path, trusted: bool = True) -> RunConfig:
     unknown = set(raw) - TOP_KEYS
     if unknown:
         bad = sorted(unknown)[0]
@@ -410,6 +585,11 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
     prompt_categories = prompts["categories"] or {}
     if not isinstance(prompt_categories, dict):
         raise ConfigError(f"{source}: prompts.categories must map category names to template names")
+    prompt_categories = {cat: _prompt_path(name, base_dir) for cat, name in prompt_categories.items()}
+    prompts["default"] = _prompt_path(prompts["default"], base_dir)
+    allow_remote_code = raw.get("allow_remote_code", False)
+    if not isinstance(allow_remote_code, bool):
+        raise ConfigError(f"{source}: allow_remote_code must be true or false, got {allow_remote_code!r}")
     from src.prompts import PromptError, template_for_category
 
     try:  # every template named must exist now, not after an hour of editing
@@ -419,9 +599,21 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
             template_for_category("", {}, prompts["default"])
     except PromptError as e:
         raise ConfigError(f"{source}: prompts: {e}") from None
-    judge = resolve_component("reward_model", raw["reward_model"], source)
+    output_dir = str(pipe["output_dir"])
+    policy = CodePolicy(project_only=not trusted,
+                        forbidden_dirs=(Path(output_dir).expanduser().resolve(), REPO_ROOT / "outputs"))
+    judge = resolve_component("reward_model", raw["reward_model"], source, policy)
     prompt_dir, prompt_templates = _protocol_prompts(prompts, judge, source, base_dir)
-
+    editor = resolve_component("diffusion_model", raw["diffusion_model"], source, policy)
+    remote = remote_code_uses(editor) + remote_code_uses(judge)
+    if remote and not allow_remote_code:
+        raise ConfigError(f"{source}: {', '.join(remote)} makes the model run code that comes with the checkpoint, "
+                          "not with this project; set `allow_remote_code: true` at the top level of your config "
+                          "if you trust it (the report records it)")
+    if remote and not trusted:
+        raise ConfigError(f"{source}: this run folder's config allows remote code ({', '.join(remote)}); a run "
+                          "folder is not trusted to allow that: pass your own config with --config FILE "
+                          "(or --trust-run-config if you made this run)")
     return RunConfig(
         source=source,
         data_path=data_path,
@@ -429,12 +621,12 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
         limit=limit,
         data_format=data_format,
         image_root=image_root,
-        editor=resolve_component("diffusion_model", raw["diffusion_model"], source),
+        editor=editor,
         judge=judge,
         prompt_default=prompts["default"],
         prompt_categories=dict(prompt_categories),
         mode=pipe["mode"],
-        output_dir=str(pipe["output_dir"]),
+        output_dir=output_dir,
         png_compress_level=level,
         seed=seed,
         torch_threads=threads,
@@ -444,6 +636,7 @@ def resolve_config(raw: dict, source: str, base_dir: Path) -> RunConfig:
         prompt_dir=prompt_dir,
         prompt_templates=prompt_templates,
         report_language=report["language"],
+        allow_remote_code=allow_remote_code,
     )
 
 

@@ -14,11 +14,13 @@ Two modes:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -38,6 +40,7 @@ from src.batching import AdaptiveBatcher
 from src.perf import PerfRecorder
 from src.residency import choose_residency
 from src.device_errors import stop_on_sticky
+from src.runguard import RunLock, check_model_source
 
 log = logging.getLogger("ieb")
 
@@ -72,29 +75,47 @@ class Stats:
 # ============================================================================ the recipe
 
 
-def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | None = None) -> dict[str, Path]:
-    """Run (or resume) `stage` of the benchmark in `run_dir`; return the report paths."""
+def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | None = None, *,
+        saved_cfg: RunConfig | None = None, retry_failed: str | None = None) -> dict[str, Path]:
+    """Run (or resume) `stage` of the benchmark in `run_dir`; return the report paths.
+
+    `saved_cfg`: the run's own config when this invocation works on a subset (`--categories` / `--limit`
+    with `--resume`): it, not `cfg`, is saved, and the run's plan is kept. `retry_failed` ("edit",
+    "score" or "all"): failed records of that kind count as work left (see docs/resume.md)."""
     assert stage in STAGES, stage
+    if stage == "report":
+        return report_only(cfg, run_dir)  # reports come from the records: no benchmark file, no model
     # --- setup: everything cheap and checkable happens before any model loads
     bench = bench or load_benchmark(cfg.data_path, cfg.categories, cfg.limit, cfg.data_format, cfg.image_root)
     editor: BaseEditModel = cfg.editor.build()  # constructors are cheap: nothing loads yet
     judge: BaseRewardModel = cfg.judge.build()
-    scoring = scoring_setup(cfg, bench)
-    scoring_fp = scoring.fingerprint
     resuming = (run_dir / "state.sqlite").is_file()
     if not resuming:  # a new run: the models its stages use are checked before the run folder exists
         check_models(editor if stage in ("all", "edit") else None, judge if stage in ("all", "score") else None)
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    lock.acquire()  # one process per run folder (a second one is refused, naming this one)
     log_file = add_file_logging(run_dir)
-    state = State(run_dir / "state.sqlite")
+    state = None
     try:
+        saved = (saved_cfg or cfg).to_dict()
+        if not resuming:  # what a resume needs is on disk before state.sqlite exists (a kill here is resumable)
+            write_file_atomic(run_dir / "config.resolved.yaml", dump_yaml(saved).encode("utf-8"))
+        state = State(run_dir / "state.sqlite")
+        scoring = scoring_setup(cfg, run_categories(state, bench) if saved_cfg else bench)
+        scoring_fp = scoring.fingerprint
         check_resume(state, cfg, bench, stage, scoring_fp)
-        record_plan(state, bench)
-        edits = pending_edits(state, bench, run_dir) if stage in ("all", "edit") else []
-        work = bool(edits) or (stage in ("all", "score") and bool(pending_scores(state, bench, run_dir, scoring_fp)))
+        if saved_cfg is None or state.get_meta("plan") is None:  # a subset of one invocation keeps the run's plan
+            record_plan(state, bench)
+        edits = pending_edits(state, bench, run_dir, retry=retry_failed in ("edit", "all")) \
+            if stage in ("all", "edit") else []
+        retry_scores = retry_failed in ("score", "all")
+        work = bool(edits) or (stage in ("all", "score") and bool(
+            pending_scores(state, bench, run_dir, scoring_fp, retry=retry_scores)))
         if resuming:  # only the models with work left are checked (a finished run imports no model code)
             check_models(editor if edits else None, judge if work and stage in ("all", "score") else None)
-        (run_dir / "config.resolved.yaml").write_text(dump_yaml(cfg.to_dict()), encoding="utf-8")
+        write_file_atomic(run_dir / "config.resolved.yaml", dump_yaml(saved).encode("utf-8"))
+        state.set_meta("config_resolved", dump_yaml(saved))  # a second copy, inside the records
         invocation = state.start_invocation(stage, cfg.to_dict(), cfg.fingerprint(),
                                             cfg.editor.fingerprint(), scoring_fp)
         stats = Stats()
@@ -118,7 +139,8 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
             state.update_invocation(invocation, stats.to_dict())
             # --- swap: the editor makes room (released for good by default), the judge loads once
             # --- stage 2: score every edit that has no score from this judge
-            scores = pending_scores(state, bench, run_dir, scoring_fp) if stage in ("all", "score") else []
+            scores = pending_scores(state, bench, run_dir, scoring_fp, retry=retry_scores) \
+                if stage in ("all", "score") else []
             if scores:
                 banner("stage 2/2: score")
                 activate(judge, "judge", stats, other=editor)
@@ -126,7 +148,7 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
                     timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, scoring,
                                                                stats.batchers["judge"]))
         else:
-            run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats)
+            run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats, retry_scores)
         release(editor, "editor", stats)
         release(judge, "judge", stats)
 
@@ -135,16 +157,48 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
         banner("report")
         gallery.materialize(state, bench, run_dir)  # originals and thumbnails, written once (src/gallery.py)
         return write_reports(state, run_dir, scoring_fp)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the invocation is closed with what it did
+        if state is not None and "invocation" in locals():
+            with contextlib.suppress(Exception):
+                state.update_invocation(invocation, {**stats.to_dict(), "interrupted_by": type(e).__name__},
+                                        finished=True)
+        raise
     except Exception:
         log.debug("run stopped by an error", exc_info=True)  # the traceback goes to logs/run.log
         raise
     finally:
-        state.close()
+        if state is not None:
+            state.close()
         log.removeHandler(log_file)
         log_file.close()
+        lock.release()
 
 
-def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats) -> None:
+def report_only(cfg: RunConfig, run_dir: Path) -> dict[str, Path]:
+    """`--stage report`: rewrite the reports from the records; the benchmark file is not read."""
+    lock = RunLock(run_dir)
+    lock.acquire()
+    state = State(run_dir / "state.sqlite")
+    try:
+        scoring = scoring_setup(cfg, run_categories(state, None))
+        return write_reports(state, run_dir, scoring.fingerprint)
+    finally:
+        state.close()
+        lock.release()
+
+
+def run_categories(state: State, bench: Benchmark | None):
+    """The run's categories, in order, from its recorded plan (the benchmark's when there is none yet)."""
+    plan = json.loads(state.get_meta("plan") or "null")
+    if plan is None:
+        if bench is None:
+            raise ResumeError(f"{state.path}: the run has no recorded plan yet; nothing to report")
+        return bench
+    return types.SimpleNamespace(categories=list(plan))
+
+
+def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats,
+                    retry_scores: bool = False) -> None:
     """Per category: editor on the device, edit, editor off, judge on, score, judge off."""
     by_cat: dict[str, list[PairSpec]] = {}
     for pair in edits:
@@ -156,7 +210,8 @@ def run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, s
             with stats.perf.stage("edit"):
                 timed(stats, "edit", lambda: edit_pairs(editor, by_cat[category], state, run_dir, cfg,
                                                          plan_positions(bench), stats.batchers["editor"]))
-        scores = [s for s in pending_scores(state, bench, run_dir, scoring.fingerprint) if s[0].category == category] \
+        scores = [s for s in pending_scores(state, bench, run_dir, scoring.fingerprint, retry=retry_scores)
+                  if s[0].category == category] \
             if stage in ("all", "score") else []
         if scores:
             activate(judge, "judge", stats, other=editor)
@@ -197,6 +252,7 @@ def check_models(*models) -> None:
     """Each model's cheap checks (device, dtype, installed code paths); None entries are skipped."""
     for model in models:
         if model is not None:
+            check_model_source(model)  # model_name: a known tiny arch, an existing local path
             model.check()
 
 
@@ -326,6 +382,24 @@ def _describe_change(old: dict, new: dict, key: str) -> str:
     return "; ".join(lines) or f"{key} (prompt templates or seed)"
 
 
+def report_removed_pairs(state: State, bench: Benchmark) -> None:
+    """Pairs of the run's recorded plan that the benchmark file no longer has: said aloud, and kept in
+    the records' meta (`removed_pairs`) so the report lists them; their records are kept too."""
+    old = json.loads(state.get_meta("plan") or "{}")
+    if not old:
+        return
+    now = {(p.category, p.pair_id) for p in bench.iter_pairs()}
+    selected = set(bench.categories)
+    removed = [[cat, pid] for cat, ids in old.items() if cat in selected for pid in ids if (cat, pid) not in now]
+    if removed:
+        shown = ", ".join(f"{c}/{p}" for c, p in removed[:5]) + (" ..." if len(removed) > 5 else "")
+        log.warning("%d pair(s) of this run are no longer in %s: %s; they leave the report (their records are "
+                    "kept, and listed as removed_pairs in report.json)", len(removed), bench.path, shown)
+        known = json.loads(state.get_meta("removed_pairs") or "[]")
+        state.set_meta("removed_pairs", json.dumps(known + [r for r in removed if r not in known],
+                                                   ensure_ascii=False))
+
+
 def check_resume(state: State, cfg: RunConfig, bench: Benchmark, stage: str, scoring_fp: str) -> None:
     """Refuse to mix records made by another editor, judge, seed or input into this run."""
     invocations = state.invocations()
@@ -346,11 +420,15 @@ def check_resume(state: State, cfg: RunConfig, bench: Benchmark, stage: str, sco
             f"this run was scored by another judge or prompt: "
             f"{_describe_change(last['config'], cfg.to_dict(), 'reward_model')}. "
             f"Use --stage score to re-score the existing edits with the new judge (kept as new score records).")
-    if stage in ("all", "edit"):
-        for pair in bench.iter_pairs():
-            rec = edits.get((pair.category, pair.pair_id))
-            if rec is None or rec.status == "invalid_input":
-                continue
+    report_removed_pairs(state, bench)
+    for pair in bench.iter_pairs():
+        rec = edits.get((pair.category, pair.pair_id))
+        if rec is None or rec.status == "invalid_input":
+            continue
+        if rec.description != pair.description:  # rendered into the judge prompt: part of what was measured
+            raise ResumeError(f"{bench.path}: category {pair.category!r}, pair {pair.pair_id!r} changed since it "
+                              f"was edited (field 'description' differs); start a new run")
+        if stage in ("all", "edit"):
             if rec.seed != pair_seed(cfg.seed, pair.category, pair.pair_id):
                 raise ResumeError(f"category {pair.category!r}, pair {pair.pair_id!r} was edited with seed "
                                   f"{rec.seed}, but the config's seed {cfg.seed} gives another; start a new run")
@@ -359,22 +437,40 @@ def check_resume(state: State, cfg: RunConfig, bench: Benchmark, stage: str, sco
             except InvalidPair:
                 sha = None
             if sha != rec.input_sha256 or pair.instruction != rec.instruction:
-                raise ResumeError(f"{bench.path}: category {pair.category!r}, pair {pair.pair_id!r} changed since it "
-                                  f"was edited (image or instruction differs); start a new run")
+                raise ResumeError(f"{bench.path}: category {pair.category!r}, pair {pair.pair_id!r} changed since "
+                                  f"it was edited (image or instruction differs); start a new run")
 
 
 # ============================================================================ stage 1: edit
 
 
-def pending_edits(state: State, bench: Benchmark, run_dir: Path) -> list[PairSpec]:
-    """Pairs with no edit record, or whose recorded image is gone from disk."""
+def pending_edits(state: State, bench: Benchmark, run_dir: Path, retry: bool = False) -> list[PairSpec]:
+    """Pairs with no edit record, or whose recorded image is missing or no longer matches its sha256
+    (it is re-edited: same seed, same bytes); with `retry`, also the pairs that failed (edit_failed,
+    invalid_input)."""
     done = state.edit_map()
     out = []
     for pair in bench.iter_pairs():
         rec = done.get((pair.category, pair.pair_id))
-        if rec is None or (rec.status == "edited" and not (run_dir / rec.image_path).is_file()):
+        if rec is None or (retry and rec.status in ("edit_failed", "invalid_input")):
+            out.append(pair)
+        elif rec.status == "edited" and not image_intact(run_dir, rec):
+            log.warning("category %r, pair %r: %s is missing or damaged (sha256 differs); editing it again",
+                        pair.category, pair.pair_id, rec.image_path)
             out.append(pair)
     return out
+
+
+def image_intact(run_dir: Path, rec: EditRecord) -> bool:
+    """The committed image is on disk with the bytes its record names."""
+    h = hashlib.sha256()
+    try:
+        with open(run_dir / rec.image_path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return False
+    return h.hexdigest() == rec.output_sha256
 
 
 def _edit_requests(pairs: Iterable[PairSpec], state: State, cfg: RunConfig, editor_fp: str,
@@ -470,8 +566,9 @@ def _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, ba
 # ============================================================================ stage 2: score
 
 
-def pending_scores(state: State, bench: Benchmark, run_dir: Path, scoring_fp: str) -> list[tuple[PairSpec, EditRecord]]:
-    """Edited pairs with no score from this judge for this very edit."""
+def pending_scores(state: State, bench: Benchmark, run_dir: Path, scoring_fp: str,
+                   retry: bool = False) -> list[tuple[PairSpec, EditRecord]]:
+    """Edited pairs with no score from this judge for this very edit (with `retry`, also failed scores)."""
     edits = state.edit_map()
     scored = state.score_map(scoring_fp)
     out = []
@@ -480,7 +577,7 @@ def pending_scores(state: State, bench: Benchmark, run_dir: Path, scoring_fp: st
         if rec is None or rec.status != "edited":
             continue
         done = scored.get((pair.category, pair.pair_id))
-        if done is None or done.edit_sha256 != rec.output_sha256:
+        if done is None or done.edit_sha256 != rec.output_sha256 or (retry and done.status == "score_failed"):
             out.append((pair, rec))
     return out
 

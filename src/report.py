@@ -27,7 +27,7 @@ from src import gallery, stats
 from src.perf import format_table
 from src.report_labels import LABELS
 from src.scoring.headline import build_headline, mean_of_means
-from src.state import SCHEMA_VERSION, State
+from src.state import SCHEMA_VERSION, State, write_file_atomic
 
 REPORT_SCHEMA_VERSION = "1"
 FAILURE_STATUSES = ("invalid_input", "edit_failed", "score_failed")
@@ -154,6 +154,8 @@ def build_report(state: State, scoring_fp: str, run_name: str) -> dict[str, Any]
             "mode": config["pipeline"]["mode"],
             "seed": config["seed"],
             "report": config.get("report") or {"language": "auto"},
+            "allow_remote_code": config.get("allow_remote_code", False),
+            "removed_pairs": json.loads(state.get_meta("removed_pairs") or "[]"),
             "packages": package_versions(),
             "model_loads": loads,
             "model_swaps": swaps,
@@ -289,11 +291,11 @@ def _judge_reports(state: State, run_name: str, current: dict[str, Any]) -> dict
 def _write_report_files(report: dict[str, Any], folder: Path, root: str, judges_index: Path | None) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "report.json", "md": folder / "report.md", "html": folder / "report.html"}
-    paths["json"].write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    _write_text(paths["json"], json.dumps(report, ensure_ascii=False, indent=2))
     context = {"r": report, "failures": [p for p in report["pairs"] if p["status"] in FAILURE_STATUSES],
                "root": root, "judges_index": judges_index.as_posix() if judges_index else None,
                "t": LABELS[gallery.language_of(report)]}
-    paths["md"].write_text(_env(False).get_template("report.md.j2").render(**context), encoding="utf-8")
+    _write_text(paths["md"], _env(False).get_template("report.md.j2").render(**context))
     write_html(report, context, paths["html"], Path(os.path.normpath(folder / root)) if root else folder)
     return paths
 
@@ -313,14 +315,20 @@ def write_judges_index(folder: Path, judges: dict[str, dict[str, Any]], latest: 
         "agreement": judge_agreement(judges),
     }
     paths = {"json": folder / "index.json", "md": folder / "index.md", "html": folder / "index.html"}
-    paths["json"].write_text(json.dumps(index, ensure_ascii=False, indent=2), encoding="utf-8")
-    paths["md"].write_text(_env(False).get_template("judges_index.md.j2").render(ix=index), encoding="utf-8")
-    paths["html"].write_text(_env(True).get_template("judges_index.html.j2").render(ix=index), encoding="utf-8")
+    _write_text(paths["json"], json.dumps(index, ensure_ascii=False, indent=2))
+    _write_text(paths["md"], _env(False).get_template("judges_index.md.j2").render(ix=index))
+    _write_text(paths["html"], _env(True).get_template("judges_index.html.j2").render(ix=index))
     return paths
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Every report file is the old one or the complete new one (temp file, fsync, rename): a full disk
+    never leaves a truncated report where a valid one was."""
+    write_file_atomic(path, text.encode("utf-8"))
 
 
 def write_html(report: dict[str, Any], context: dict[str, Any], path: Path, run_dir: Path) -> None:
     """report.html: summary, charts, performance and the pair gallery (src/gallery.py; docs/report.md)."""
     html_ctx = gallery.html_context(report, path, run_dir)
     context = {"root": "", "judges_index": None, **context, **html_ctx}
-    path.write_text(_env(True).get_template("report.html.j2").render(**context), encoding="utf-8")
+    _write_text(path, _env(True).get_template("report.html.j2").render(**context))

@@ -128,18 +128,44 @@ def _values(record) -> dict[str, Any]:
             for k, v in vars(record).items()}
 
 
+class StateError(Exception):
+    """The run's state.sqlite is damaged (exit 2 with one line: what to do)."""
+
+
 class State:
-    """The run's SQLite file. One connection, autocommit per record (each write is durable alone)."""
+    """The run's SQLite file. One connection, autocommit per record (each write is durable alone).
+
+    An existing file is checked with `PRAGMA integrity_check` when it is opened (a resume): a truncated
+    or corrupted file stops the run with a `StateError` instead of a traceback half-way through."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        existed = self.path.is_file() and self.path.stat().st_size > 0
         self.conn = sqlite3.connect(str(self.path), isolation_level=None)  # autocommit
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", SCHEMA_VERSION)
+        try:
+            self.conn.row_factory = sqlite3.Row
+            if existed:
+                self.check_integrity()
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.executescript(SCHEMA)
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", SCHEMA_VERSION)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def check_integrity(self) -> None:
+        try:
+            rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check").fetchall()]
+        except sqlite3.DatabaseError as e:
+            if "full" in str(e).lower() or "readonly" in str(e).lower():
+                raise
+            raise StateError(f"{self.path} is damaged or not a SQLite database ({e}); restore it from a copy or "
+                             "start a new run (the images already written are intact)") from None
+        if rows != ["ok"]:
+            raise StateError(f"{self.path} failed SQLite's integrity check ({'; '.join(rows[:3])}); restore it "
+                             "from a copy or start a new run (the images already written are intact)")
 
     def close(self) -> None:
         self.conn.close()
@@ -219,11 +245,18 @@ def write_file_atomic(path: Path, data: bytes) -> None:
     """Write bytes so that `path` is either absent/old or complete: temp file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a read-only folder, an interrupt: leave no orphan behind
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:

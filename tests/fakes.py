@@ -96,3 +96,39 @@ class FakeRewardModel(BaseRewardModel):
             out.append(ScoreResult(status="scored", score=score, raw_reply=f'{{"score": {score}}}',
                                    reasoning="hash"))
         return out
+
+
+class FlakyEditModel(FakeEditModel):
+    """Fails every edit while the file `outage_file` exists (a missing precomputed image, a broken mount):
+    the same config works again once it is gone, so `--retry-failed` can be tested without changing it."""
+
+    def __init__(self, outage_file: str = "", model_name: str = "fake", device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = 1, cache_dir: str | None = None) -> None:
+        super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir)
+        self.outage_file = outage_file
+
+    def edit(self, requests: list[EditRequest]) -> list[EditResult]:
+        from pathlib import Path
+
+        if self.outage_file and Path(self.outage_file).exists():
+            assert self.loaded
+            return [EditResult(image=None, error="injected outage") for _ in requests]
+        return super().edit(requests)
+
+
+class FlakyRewardModel(FakeRewardModel):
+    """Fails every score (as a judge server outage would) while the file `outage_file` exists."""
+
+    def __init__(self, outage_file: str = "", model_name: str = "fake-judge", device: str = "cpu",
+                 dtype: str = "float32", batch_size: int = 1, cache_dir: str | None = None) -> None:
+        super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir)
+        self.outage_file = outage_file
+
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        from pathlib import Path
+
+        if self.outage_file and Path(self.outage_file).exists():
+            assert self.loaded
+            return [ScoreResult(status="score_failed", score=None, raw_reply=None, error="connection refused",
+                                attempts=3) for _ in requests]
+        return super().score(requests)
