@@ -4,7 +4,6 @@ real layout (field names from each benchmark's own files and evaluation scripts)
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -13,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import src.data as data
 from src.data import BenchmarkError, InvalidPair, detect_format, load_benchmark
 from src.data import kris as kris_mod
 from src.data.tools import convert_main, validate_main
@@ -316,3 +314,22 @@ def test_public_formats_end_to_end(public_runs, public_benchmarks, fmt):
             assert rec["metadata"] == pair.metadata and rec["metadata"]["source_format"] == fmt
             assert (public_runs[fmt] / rec["edited_image"]).is_file()
     assert sum(p["status"] == "scored" for p in report["pairs"]) >= 3
+
+
+def test_gedit_images_go_to_the_spool(tmp_path, monkeypatch):
+    """GEdit images arrive as bytes: each is moved to the benchmark's spool file at once (memory stays one
+    batch), and reads back to the same bytes."""
+    import hashlib
+
+    import src.data as data
+    from src.data.spool import _Spooled
+
+    monkeypatch.setattr(data, "SPOOL_MIN_CHARS", 1)
+    bm = load_benchmark(write_gedit_parquet(tmp_path / "g.parquet"))
+    pairs = list(bm.iter_pairs())
+    assert all(isinstance(p._image_b64, _Spooled) for p in pairs)
+    assert bm._spool.size > 0
+    rows = {(r["task_type"] + "_" + r["instruction_language"], r["key"]): r for r in gedit_rows()}
+    for p in pairs:
+        assert p.image_sha256() == hashlib.sha256(rows[(p.category, p.pair_id)]["input_image"]["bytes"]).hexdigest()
+    bm.close()
