@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from src.scoring.parse import MAX_ANSWER_CHARS, MAX_REPLY_CHARS, ScoreParseError, parse_score
 from src.scoring.protocols import PROTOCOLS, parse_values
 
-QUERIES = [q for p in PROTOCOLS.values() for q in p.queries if len(q.dims) > 1 or q.list_key]
+# one query of each reply shape (the single "score" query is parse_score itself): a list under "score",
+# named values, one named value (JSON key / "score" / prose), "Name: N" labels
+QUERIES = [PROTOCOLS["viescore"].queries[0], PROTOCOLS["rubric_1to5_knowledge"].queries[0],
+           next(q for q in PROTOCOLS["kris"].queries if q.name == "consistency"),
+           next(q for q in PROTOCOLS["kris"].queries if q.name == "knowledge"),
+           next(q for q in PROTOCOLS["imgedit"].queries if q.name == "compose"),
+           next(q for q in PROTOCOLS["rise"].queries if q.name == "reasoning_logical")]
 BOUND_S = 2.0  # each of these took 10-60 s with the quadratic parser; linear parsing takes < 0.1 s
 
 # each unit repeated to ~20,000 characters
@@ -54,6 +60,7 @@ def test_runaway_replies_are_refused_by_size():
 TOKENS = ["{", "}", "[", "]", ",", ":", " ", "\n", "\"", "'", "score", "Score", "score1", "score2", "rating",
           "7", "10", "3.5", "-1", "11", "out of", "/", "-", "or below", "for the left image", "naturalness",
           "artifacts", "editing success", "over-editing", "instruction_following", "consistency", "quality", "is",
+          "consistency_score", "Final Score", "Prompt Compliance", "Visual Naturalness", "knowledge", "0", "5",
           "<think>", "</think>", "```", "```json", "评分", "分", "：", "**", "I'm sorry", "NaN", "true", "and"]
 
 

@@ -17,7 +17,8 @@ from tests.test_pipeline import report_of
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "protocol_cases.json").read_text(encoding="utf-8"))
 QUERIES = {"sc": PROTOCOLS["viescore"].queries[0], "pq": PROTOCOLS["viescore"].queries[1],
-           "rubric": PROTOCOLS["rubric_1to5"].queries[0]}
+           "rubric": PROTOCOLS["rubric_1to5"].queries[0],
+           **{f"{p}_{q.name}": q for p in ("kris", "rise", "imgedit") for q in PROTOCOLS[p].queries}}
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=[f"{i}-{c['query']}" for i, c in enumerate(GOLDEN)])
