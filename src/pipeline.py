@@ -624,7 +624,7 @@ def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, scoring: Scor
     # prompt of every query its protocol asks (src/scoring/judging.py)
     return ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=pair.load_image(), edited=edited,
                         instruction=pair.instruction, description=pair.description, prompt=prompt,
-                        named_images=pair.named_images(), metadata=dict(pair.metadata or {}),
+                        named_images=scoring.images_for(pair), metadata=dict(pair.metadata or {}),
                         prompts=scoring.prompts_for(pair))
 
 

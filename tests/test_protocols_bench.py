@@ -275,3 +275,25 @@ def test_several_protocols_in_one_run_one_judge_load(tmp_path, served):  # noqa:
     judge["init_args"]["protocol"] = {"default": "category_0to10", "categories": {"biology": "rubric_1to5_knowledge"}}
     other = write_config(tmp_path / "d.yaml", data, judge=judge)
     assert scoring_setup(load_config(other), bench).fingerprint != first
+
+
+def test_only_the_images_a_query_shows_are_decoded():
+    from src.scoring.judging import ScoringSetup
+
+    class Pair:
+        category, metadata, image_roles = "count_change", {}, ["reference", "original_2"]
+        instruction, description, pair_id = "add apples", None, "p"
+
+        def load_named_image(self, role):
+            decoded.append(role)
+            return role
+
+    decoded = []
+    setup = ScoringSetup({}, {}, {}, "fp", PROTOCOLS["category_0to10"])
+    assert setup.images_for(Pair()) == {} and decoded == []  # a corrupt unused image can't fail the pair
+    setup.protocols = KRIS
+    assert setup.images_for(Pair()) == {} and decoded == []  # count_change shows the original and the edit only
+    Pair.category = "viewpoint_change"
+    assert setup.images_for(Pair()) == {"reference": "reference"} and decoded == ["reference"]
+    Pair.category = "multi-element_composition"
+    assert setup.images_for(Pair()) == {"original_2": "original_2"}

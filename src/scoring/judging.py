@@ -36,17 +36,30 @@ class ScoringSetup:
     protocols: Protocol | ProtocolSet | None = None
     loaded: dict[str, LoadedTemplate] = field(default_factory=dict)  # a protocol's template name -> its source
 
+    def _queries(self, pair) -> tuple[Query, ...]:
+        roles = tuple(getattr(pair, "image_roles", None) or ())
+        ctx = PairContext(pair.category, dict(pair.metadata or {}), roles)
+        try:
+            return protocol_for(self.protocols, pair.category).queries_for(ctx)
+        except ProtocolError as e:
+            raise ValueError(str(e)) from None
+
+    def images_for(self, pair) -> dict:
+        """The pair's extra images its queries show the judge, decoded (only those: an unused extra image
+        is never read). Raises InvalidPair for an unreadable one, ValueError for a missing one."""
+        if self.protocols is None:
+            return {}
+        available = tuple(getattr(pair, "image_roles", None) or ())
+        needed = {r for q in self._queries(pair) for r in resolve_roles(q.images, available)} - {"original", "edited"}
+        return {role: pair.load_named_image(role) for role in available if role in needed}
+
     def prompts_for(self, pair) -> dict[str, JudgePrompt]:
         """Every query's prompt for this pair (queries of the category's own template excluded: that is
         `ScoreRequest.prompt`). Raises ValueError naming what the pair lacks."""
         if self.protocols is None:
             return {}
         roles = tuple(getattr(pair, "image_roles", None) or ())
-        ctx = PairContext(pair.category, dict(pair.metadata or {}), roles)
-        try:
-            queries = protocol_for(self.protocols, pair.category).queries_for(ctx)
-        except ProtocolError as e:
-            raise ValueError(str(e)) from None
+        queries = self._queries(pair)
         out = {}
         for query in queries:
             if query.template is None:
