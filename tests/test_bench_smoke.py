@@ -23,6 +23,7 @@ SCRIPTS = {
     "resume_cost": ["rows", "target"],
     "two_stage_vs_interleaved": ["summary", "runs"],
     "paper_estimate": ["banner", "inputs", "tables"],
+    "report_uncertainty": ["settings", "rows"],
 }
 
 
