@@ -198,6 +198,28 @@ def test_imgedit(tmp_path):
     assert "field 'id': image file not found" in bad.error and "set benchmark.image_root" in bad.error
 
 
+def test_imgedit_uge_set(tmp_path):
+    """ImgEdit's UGE_edit.json: the same records without edit_type, one category named after the file."""
+    (tmp_path / "000029784.jpg").write_bytes(img_bytes(fmt="JPEG"))
+    f = tmp_path / "UGE_edit.json"
+    f.write_text(json.dumps({"1": {"id": "000029784.jpg", "prompt": "Remove the lemon slice."},
+                             "2": {"id": "000065904.jpg", "prompt": "Remove the person."}}))
+    assert detect_format(f) == "imgedit"
+    bm = load_benchmark(f)
+    assert bm.categories == ["UGE_edit"]
+    a, b = bm.pairs["UGE_edit"]
+    assert a.error is None and a.metadata == {"id": "000029784.jpg", "prompt": "Remove the lemon slice.", "key": "1",
+                                              "source_format": "imgedit"}
+    assert "field 'id': image file not found" in b.error
+    # in a typed file, a record without edit_type is an invalid pair
+    g = write_imgedit(tmp_path / "typed")
+    doc = json.loads(g.read_text())
+    del doc["97"]["edit_type"]
+    g.write_text(json.dumps(doc))
+    bad = load_benchmark(g).pairs["unknown"][0]
+    assert "field 'edit_type': must be a non-empty string, got None" in bad.error
+
+
 def test_imgedit_image_root_and_renamed_file(tmp_path):
     f = write_imgedit(tmp_path / "json", images=tmp_path / "origin")
     g = tmp_path / "json" / "edits.json"

@@ -7,6 +7,10 @@ Each record becomes a pair in category = ``edit_type`` (``add``, ``remove``, ``r
 ``id`` resolved against the image folder: ``benchmark.image_root`` when set, else the JSON file's folder.
 Every field of the record is kept in ``metadata`` under its own name, plus ``key`` (the record's key)
 and ``metadata["source_format"] = "imgedit"``.
+
+ImgEdit's UGE set (``UGE_edit.json``: the same records without ``edit_type``) is read too: when no record
+of a file has an ``edit_type``, every pair goes into one category named after the file (``UGE_edit``); in
+a file where some records have one, a record without it is an invalid pair.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from src.data.spool import _kind, _materialize, _Spool
 
 NAME = "imgedit"
 FILE_NAME = "basic_edit.json"
+FILE_NAMES = (FILE_NAME, "UGE_edit.json")
 
 
 def detect(p: Path) -> bool:
     if not p.is_file():
         return False
-    if p.name == FILE_NAME:
+    if p.name in FILE_NAMES:
         return True
     head = peek(p)
     return (p.suffix.lower() == ".json" and head.lstrip().startswith("{") and not looks_native(head)
@@ -44,10 +49,11 @@ def read(p: Path, shown: str, spool: _Spool, image_root: Path | None = None) -> 
                              "would silently keep only the last one.")
     base = image_root if image_root is not None else p.resolve().parent
     groups: dict[str, list[PairSpec]] = {}
+    typed = any(isinstance(r, dict) and "edit_type" in r for r in doc.values())  # else: the UGE set
     for key, record in doc.items():
         record = _materialize(record)
         etype = record.get("edit_type") if isinstance(record, dict) else None
-        category = etype.strip() if isinstance(etype, str) and etype.strip() else "unknown"
+        category = (etype.strip() if isinstance(etype, str) and etype.strip() else "unknown") if typed else p.stem
         specs = groups.setdefault(category, [])
         if not isinstance(record, dict):
             specs.append(bad_record(fmt=NAME, source=p.name, category=category, index=len(specs), pair_id=key,
