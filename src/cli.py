@@ -92,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         from src.doctor import doctor_main
 
         return doctor_main(argv[1:])
+    if argv[:1] == ["smoke"]:  # python main.py smoke --config FILE (docs/gpu.md)
+        from src.smoke import smoke_main
+
+        setup_console_logging()
+        return smoke_main(argv[1:])
     if argv[:1] == ["compare"]:  # python main.py compare RUN_OR_DIR ... (docs/compare.md)
         from src.compare import compare_main
 

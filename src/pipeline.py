@@ -92,6 +92,8 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
     resuming = (run_dir / "state.sqlite").is_file()
     if not resuming:  # a new run: the models its stages use are checked before the run folder exists
         check_models(editor if stage in ("all", "edit") else None, judge if stage in ("all", "score") else None)
+        if stage in ("all", "edit"):
+            warn_instruction_language(editor, bench)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
     lock.acquire()  # one process per run folder (a second one is refused, naming this one)
@@ -246,6 +248,15 @@ class Progress:
         if self.category is not None:
             self.category.close()
         self.stage.close()
+
+
+def warn_instruction_language(editor, bench: Benchmark) -> None:
+    """An English-only editor given Chinese instructions (src/models/diffusion/languages.py)."""
+    from src.models.diffusion.languages import instruction_language_warning
+
+    warning = instruction_language_warning(editor, bench.iter_pairs())
+    if warning:
+        log.warning("%s", warning)
 
 
 def check_models(*models) -> None:

@@ -39,13 +39,15 @@ from typing import Any
 from src.batching import is_oom
 from src.models.base import BaseEditModel, EditRequest, EditResult, ModelError, free_memory, parse_dtype
 from src.models.diffusion import qwen_fixes
+from src.models.diffusion.placement import check_on_device, check_placement, load_pipeline, move
 
 log = logging.getLogger(__name__)
 
 # Arguments the editor itself passes to every call; `call_kwargs` may not set them.
 RESERVED_CALL_KWARGS = frozenset({"image", "prompt", "generator", "output_type", "return_dict",
                                   "num_images_per_prompt", "latents"})
-RESERVED_LOAD_KWARGS = frozenset({"dtype", "torch_dtype", "cache_dir"})
+RESERVED_LOAD_KWARGS = frozenset({"dtype", "torch_dtype", "cache_dir", "device_map", "max_memory",
+                                  "quantization_config"})  # the last three: init_args device_map/... (placement.py)
 # call_kwargs that are one text per prompt: a single string is repeated for every request of a batch.
 PER_PROMPT_TEXT_KWARGS = ("negative_prompt", "prompt_2", "negative_prompt_2", "prompt_3", "negative_prompt_3")
 QWEN_VL_PROCESSORS = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor")
@@ -166,9 +168,14 @@ class DiffusersEditModel(BaseEditModel):
         call_kwargs: dict | None = None,
         load_kwargs: dict | None = None,
         scheduler: str | None = None,
+        offload: str = "none",
+        device_map: str | None = None,
+        max_memory: dict | None = None,
+        quantization: dict | None = None,
     ) -> None:
         super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,
                          cache_dir=cache_dir)
+        self.placement = check_placement(offload, device_map, max_memory, quantization, device)
         if not isinstance(pipeline_class, str) or not pipeline_class:
             raise ModelError(f"pipeline_class must be a diffusers class name, got {pipeline_class!r}")
         self.pipeline_class = pipeline_class
@@ -185,7 +192,8 @@ class DiffusersEditModel(BaseEditModel):
             raise ModelError(f"{name} must be a mapping of argument names to values, got {value!r}")
         taken = sorted(set(value) & reserved)
         if taken:
-            raise ModelError(f"{name} may not set {taken}: the editor passes these itself")
+            raise ModelError(f"{name} may not set {taken}: the editor passes these itself (placement: use the "
+                             "init_args device_map, max_memory, quantization, offload)")
         return dict(value)
 
     # -- resolution (cheap: no weights)
@@ -206,6 +214,7 @@ class DiffusersEditModel(BaseEditModel):
 
     def check(self) -> None:
         super().check()
+        check_on_device(self.placement, self.device_spec)
         self._check_call_signature(self._pipeline_cls())
         if self.scheduler is not None:
             diffusers_class(self.scheduler, "Scheduler", "scheduler")
@@ -235,22 +244,24 @@ class DiffusersEditModel(BaseEditModel):
         path = self.resolved_model_path()
         try:
             kwargs = {**self.load_kwargs, **self._component_overrides(cls, path)}
-            pipe = cls.from_pretrained(path, cache_dir=self.cache_dir, **{dtype_kwarg(): torch_dtype}, **kwargs)
         except (OSError, ValueError, TypeError) as exc:
             raise ModelError(f"could not load {cls.__name__} checkpoint {self.model_name!r} ({path}): {exc}") from exc
-        if scheduler_cls is not None:
-            pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        qwen_fixes.apply_to_pipeline(pipe)  # 3D rope positions of a Qwen-VL text encoder (qwen_fixes.py)
-        pipe.to(self.device)
-        self.pipe = pipe
+
+        def prepare(pipe) -> None:
+            if scheduler_cls is not None:
+                pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+            qwen_fixes.apply_to_pipeline(pipe)  # 3D rope positions of a Qwen-VL text encoder (qwen_fixes.py)
+
+        self.pipe = load_pipeline(cls, path, self.device, self.placement,
+                                  f"{cls.__name__} checkpoint {self.model_name!r}", prepare=prepare,
+                                  cache_dir=self.cache_dir, **{dtype_kwarg(): torch_dtype}, **kwargs)
 
     def _release(self) -> None:
         self.pipe = None
 
     def _to(self, device: str) -> None:
         if self.pipe is not None:
-            self.pipe.to(device)
+            move(self.pipe, self.placement, device, type(self).__name__)
 
     # -- hooks the family presets override
     def _max_batch(self) -> int:
@@ -359,6 +370,7 @@ class DiffusersEditModel(BaseEditModel):
             "dtype": str(self.dtype_name),
             "model": self.model_name,
             "pipeline": self.pipeline_class,
+            **self.placement.describe(),
         }
         if key is not None:
             info.update(self._family_info(req, key))

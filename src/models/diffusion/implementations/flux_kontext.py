@@ -79,7 +79,7 @@ def condition_size(image_size: tuple[int, int], out: tuple[int, int], auto_resiz
 
 
 class FluxKontextModel(DiffusersEditModel):
-    """FLUX.1 Kontext [dev] via diffusers' FluxKontextPipeline. See the module docstring."""
+    """FLUX.1 Kontext [dev] via diffusers' FluxKontextPipeline; English-only text encoders (T5-XXL, CLIP): Chinese instructions get a warning. See the module docstring."""
 
     def __init__(
         self,
@@ -94,9 +94,14 @@ class FluxKontextModel(DiffusersEditModel):
         negative_prompt: str | None = None,
         max_area: int = DEFAULT_AREA,
         auto_resize: bool = True,
+        offload: str = "none",
+        device_map: str | None = None,
+        max_memory: dict | None = None,
+        quantization: dict | None = None,
     ) -> None:
         super().__init__(pipeline_class="FluxKontextPipeline", model_name=model_name, device=device, dtype=dtype,
-                         batch_size=batch_size, cache_dir=cache_dir)
+                         batch_size=batch_size, cache_dir=cache_dir, offload=offload, device_map=device_map,
+                         max_memory=max_memory, quantization=quantization)
         self.num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
         self.guidance_scale = check_number("guidance_scale", guidance_scale)
         self.true_cfg_scale = check_number("true_cfg_scale", true_cfg_scale)

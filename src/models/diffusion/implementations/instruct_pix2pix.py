@@ -58,7 +58,7 @@ def working_size(image_size: tuple[int, int], resolution: int | None) -> tuple[i
 
 
 class InstructPix2PixModel(DiffusersEditModel):
-    """InstructPix2Pix via diffusers' StableDiffusionInstructPix2PixPipeline. See the module docstring."""
+    """InstructPix2Pix via diffusers' StableDiffusionInstructPix2PixPipeline; English-only CLIP text encoder: Chinese instructions get a warning. See the module docstring."""
 
     def __init__(
         self,
@@ -74,6 +74,10 @@ class InstructPix2PixModel(DiffusersEditModel):
         resolution: int | None = 512,
         scheduler: str | None = "EulerAncestralDiscreteScheduler",
         safety_checker: bool = False,
+        offload: str = "none",
+        device_map: str | None = None,
+        max_memory: dict | None = None,
+        quantization: dict | None = None,
     ) -> None:
         if not isinstance(safety_checker, bool):
             raise ModelError(f"safety_checker must be true or false, got {safety_checker!r}")
@@ -81,7 +85,8 @@ class InstructPix2PixModel(DiffusersEditModel):
                                                    "requires_safety_checker": False}
         super().__init__(pipeline_class="StableDiffusionInstructPix2PixPipeline", model_name=model_name,
                          device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir,
-                         load_kwargs=load_kwargs, scheduler=scheduler)
+                         load_kwargs=load_kwargs, scheduler=scheduler, offload=offload, device_map=device_map,
+                         max_memory=max_memory, quantization=quantization)
         self.num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
         self.guidance_scale = check_number("guidance_scale", guidance_scale)
         self.image_guidance_scale = check_number("image_guidance_scale", image_guidance_scale)

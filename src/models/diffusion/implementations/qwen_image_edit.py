@@ -57,6 +57,7 @@ from src.models.base import (
     free_memory,
     parse_dtype,
 )
+from src.models.diffusion.placement import check_on_device, check_placement, load_pipeline, move
 from src.models.diffusion.qwen_fixes import apply_to_pipeline as apply_rope_fix
 from src.models.diffusion.qwen_fixes import resize_for_text_encoder
 from src.models.diffusion.implementations.diffusers_generic import (
@@ -253,9 +254,14 @@ class QwenImageEditModel(BaseEditModel):
         max_area: int | None = None,
         cache_dir: str | None = None,
         guidance_scale: float | None = None,
+        offload: str = "none",
+        device_map: str | None = None,
+        max_memory: dict | None = None,
+        quantization: dict | None = None,
     ) -> None:
         super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,
                          cache_dir=cache_dir)
+        self.placement = check_placement(offload, device_map, max_memory, quantization, device)
         self.num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
         self.true_cfg_scale = check_number("true_cfg_scale", true_cfg_scale)
         self.negative_prompt = check_optional_str("negative_prompt", negative_prompt)
@@ -271,6 +277,7 @@ class QwenImageEditModel(BaseEditModel):
 
     def check(self) -> None:
         super().check()
+        check_on_device(self.placement, self.device_spec)
         try:
             AREA_HOOK.module().QwenImageEditPipeline  # noqa: B018 - presence check
             from transformers import Qwen2VLImageProcessorPil  # noqa: F401
@@ -288,28 +295,26 @@ class QwenImageEditModel(BaseEditModel):
             check_area_hook()
         torch_dtype = parse_dtype(self.dtype_name)
         path = self.resolved_model_path()
+        what = f"Qwen-Image-Edit checkpoint {self.model_name!r}"
         try:
             processor = load_image_only_processor(path, cache_dir=self.cache_dir)
-            pipe = QwenImageEditPipeline.from_pretrained(
-                path, processor=processor, cache_dir=self.cache_dir, **{dtype_kwarg(): torch_dtype}
-            )
         except (OSError, ValueError) as exc:
-            raise ModelError(f"could not load Qwen-Image-Edit checkpoint {self.model_name!r} ({path}): {exc}") from exc
-        pipe.set_progress_bar_config(disable=True)
-        apply_rope_fix(pipe)
-        pipe.to(self.device)
-        self.pipe = pipe
+            raise ModelError(f"could not load {what} ({path}): {exc}") from exc
+        self.pipe = load_pipeline(QwenImageEditPipeline, path, self.device, self.placement, what,
+                                  prepare=apply_rope_fix, processor=processor, cache_dir=self.cache_dir,
+                                  **{dtype_kwarg(): torch_dtype})
 
     def _release(self) -> None:
         self.pipe = None
 
     def _to(self, device: str) -> None:
         if self.pipe is not None:
-            self.pipe.to(device)
+            move(self.pipe, self.placement, device, type(self).__name__)
 
     def torch_modules(self) -> list:
-        """The pipeline's nn.Module components, moved by PinnedOffload in unload_from_gpu / load_to_gpu."""
-        if self.pipe is None:
+        """The pipeline's nn.Module components, moved by PinnedOffload in unload_from_gpu / load_to_gpu;
+        none when accelerate places them (offload, device_map: balanced, quantization: placement.py)."""
+        if self.pipe is None or not self.placement.movable:
             return []
         modules = (getattr(self.pipe, name, None) for name in ("transformer", "vae", "text_encoder"))
         return [m for m in modules if m is not None]
@@ -404,6 +409,7 @@ class QwenImageEditModel(BaseEditModel):
             "batch": batch,
             "dtype": str(self.dtype_name),
             "model": self.model_name,
+            **self.placement.describe(),
         }
 
     def _result(self, req: EditRequest, image, size: tuple[int, int], batch: int) -> EditResult:

@@ -78,9 +78,14 @@ class QwenImageEditPlusModel(DiffusersEditModel):
         negative_prompt: str | None = " ",
         max_area: int | None = None,
         guidance_scale: float | None = None,
+        offload: str = "none",
+        device_map: str | None = None,
+        max_memory: dict | None = None,
+        quantization: dict | None = None,
     ) -> None:
         super().__init__(pipeline_class="QwenImageEditPlusPipeline", model_name=model_name, device=device,
-                         dtype=dtype, batch_size=batch_size, cache_dir=cache_dir)
+                         dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, offload=offload,
+                         device_map=device_map, max_memory=max_memory, quantization=quantization)
         self.num_inference_steps = check_positive_int("num_inference_steps", num_inference_steps)
         self.true_cfg_scale = check_number("true_cfg_scale", true_cfg_scale)
         self.negative_prompt = check_optional_str("negative_prompt", negative_prompt)

@@ -1,0 +1,48 @@
+"""`python main.py smoke --config FILE` on CPU with the tiny models of the default config.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from tests.conftest import REPO
+
+
+def test_smoke_on_cpu_with_the_tiny_models(tmp_path, capsys):
+    from src.cli import main
+
+    out = tmp_path / "smoke"
+    code = main(["smoke", "--config", str(REPO / "config.yaml"), "--output-dir", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    result = json.loads((out / "smoke.json").read_text(encoding="utf-8"))
+    assert result["ok"] is True
+    assert result["versions"]["diffusers"] and result["versions"]["transformers"] and result["versions"]["torch"]
+    assert result["gpus"] == []  # CPU machine: no GPU, peak GPU memory unknown
+    assert result["rope_positions"]["message"]
+    ed, jd = result["editor"], result["judge"]
+    assert ed["class"] == "QwenImageEditModel" and ed["model"] == "tiny:qwen-image-edit"
+    assert ed["load_seconds"] > 0 and ed["edit_seconds"] > 0 and ed["peak_gpu_bytes"] is None
+    assert ed["bit_identical"] is True and ed["reference_max_abs_diff"] == 0 and ed["matches_reference"] is True
+    assert ed["predicted"]["peak_bytes"] > ed["predicted"]["weight_bytes"] > 0  # the --plan numbers
+    assert jd["status"] == "scored" and 0 <= jd["score"] <= 10 and jd["score_seconds"] > 0
+    assert (out / "edit.png").is_file() and (out / "reference.png").is_file()
+    assert "model-card reference: max |diff| 0 / 255 -> bit-identical" in printed
+    assert "smoke: OK" in printed
+
+
+def test_smoke_reports_an_edit_that_differs_from_the_model_card(tmp_path, capsys, monkeypatch):
+    import src.smoke as smoke
+    from src.cli import main
+
+    real = smoke.reference_edit
+    # as if the editor's call had drifted from the card's: the reference is made with another seed
+    monkeypatch.setattr(smoke, "reference_edit", lambda editor, req: real(editor, dataclasses.replace(req, seed=req.seed + 1)))
+    out = tmp_path / "smoke"
+    code = main(["smoke", "--config", str(REPO / "config.yaml"), "--output-dir", str(out),
+                 "--set", "reward_model.init_args.model_name=tiny:qwen3-vl"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    result = json.loads((out / "smoke.json").read_text(encoding="utf-8"))
+    assert result["editor"]["matches_reference"] is False and result["editor"]["reference_max_abs_diff"] > 0
+    assert "DIFFERS" in printed and "smoke: FAILED" in printed
