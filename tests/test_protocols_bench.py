@@ -297,3 +297,43 @@ def test_only_the_images_a_query_shows_are_decoded():
     assert setup.images_for(Pair()) == {"reference": "reference"} and decoded == ["reference"]
     Pair.category = "multi-element_composition"
     assert setup.images_for(Pair()) == {"original_2": "original_2"}
+
+
+def _answer_any_query(body):
+    """A judge that answers every protocol query of this project in the form the query asks for."""
+    user = [m for m in body["messages"] if m["role"] == "user"][0]
+    text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
+    lines = re.findall(r"^(.+): <1-5>$", text, re.M)
+    if lines:  # ImgEdit "Name: N"
+        return Reply(content="Reasoning: fine.\n" + "\n".join(f"{name}: 4" for name in lines))
+    if '"score": [' in text:
+        return Reply(content='{"score": [7, 8], "reasoning": "ok"}')
+    if '"knowledge": <1-5>' in text:
+        return Reply(content='{"instruction": 4, "knowledge": 3}')
+    if "<0 or 1>" in text:
+        return Reply(content='{"score": 1}')
+    return Reply(content='{"score": 4, "reasoning": "ok"}')
+
+
+@pytest.mark.parametrize("fmt, protocol", [("gedit", "viescore"), ("kris", "kris"), ("rise", "rise"),
+                                           ("imgedit", "imgedit")])
+def test_public_formats_run_with_their_protocol(tmp_path, served, public_benchmarks, fmt, protocol):  # noqa: F811
+    """Each benchmark in its real layout, its protocol, a served judge: every edited pair is scored and the
+    report's benchmark score finds every dimension it needs in the records."""
+    served.handler = _answer_any_query
+    spec = public_benchmarks[fmt]
+    judge = {"class_path": "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel",
+             "init_args": {"model": "test-judge", "base_url": served.base_url, "api_key_env": "TEST_JUDGE_KEY",
+                           "protocol": protocol, "max_retries": 0, "backoff_s": 0.01, "batch_size": 8}}
+    cfg = write_config(tmp_path / "c.yaml", spec["path"], judge=judge)
+    sets = ["--set", f"benchmark.image_root={spec['image_root']}"] if spec["image_root"] else []
+    assert main(["--config", str(cfg), "--run-name", fmt, *sets]) == 0
+    report = report_of(tmp_path / "outputs" / fmt)
+    edited = [p for p in report["pairs"] if p["status"] not in ("invalid_input", "edit_failed")]
+    # the KRIS fixture has a folder of the user's own ("my_own_task"): the kris protocol can't place it
+    unplaced = [p for p in edited if p["status"] == "score_failed" and "not a KRIS-Bench task" in (p["error"] or "")]
+    assert edited and all(p["status"] == "scored" for p in edited if p not in unplaced), [p["error"] for p in edited]
+    assert len(unplaced) == (1 if fmt == "kris" else 0)
+    headline = report["headline"]
+    assert headline["format"] == fmt
+    assert not [x for x in headline["problems"] if "dimension" in json.dumps(x)], headline["problems"]
