@@ -289,7 +289,7 @@ def test_format_detection():
 def test_every_number_has_se_ci_and_coverage_deterministically():
     pairs = gedit_pairs() + [pair("gedit", "background_change/en", f"extra-{i}", vie(i % 7, 10 - i % 5),
                                   task_type=t, instruction_language="en", Intersection_exist=bool(i % 2))
-                             for i, t in enumerate(GEDIT_TASKS * 3)]
+                             for i, t in enumerate(GEDIT_TASKS * 2)]
     a = build_headline(pairs, seed=11, n_resamples=400)
     assert a == build_headline(pairs, seed=11, n_resamples=400)
     b = build_headline(pairs, seed=12, n_resamples=400)

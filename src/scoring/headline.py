@@ -274,18 +274,18 @@ def _gedit_subset(ctx: _Ctx, subset: list[dict[str, Any]], label: str) -> None:
         by_task[p["metadata"]["task_type"]].append(p)
     tasks = [t for t in GEDIT_TASKS if t in by_task]
     values = {t: [_gedit_values(ctx, p) for p in by_task[t]] for t in tasks}
+    scored = {m: {t: [v[m] for v in values[t] if v is not None] for t in tasks} for m in ("SC", "PQ", "O")}
+    every = {m: {t: [v[m] if v is not None else 0.0 for v in values[t]] for t in tasks} for m in ("SC", "PQ", "O")}
     for metric in ("SC", "PQ", "O"):
-        scored = {t: [v[metric] for v in values[t] if v is not None] for t in tasks}
-        every = {t: [v[metric] if v is not None else 0.0 for v in values[t]] for t in tasks}
-        n_scored = sum(len(v) for v in scored.values())
-        missing = [t for t in GEDIT_TASKS if not scored.get(t)]
-        ctx.numbers.append(_entry(label, metric, ctx.mean_of_means(list(scored.values())),
-                                  ctx.mean_of_means(list(every.values())), n_scored, len(subset), 0.0,
-                                  tasks_averaged=len(tasks) - sum(1 for t in tasks if not scored[t]),
-                                  tasks_without_scores=missing))
-        for t in tasks:
-            ctx.breakdown.append(_entry(f"{label} · {t}", metric, ctx.mean(scored[t]), ctx.mean(every[t]),
-                                        len(scored[t]), len(every[t]), 0.0))
+        s, e = scored[metric], every[metric]
+        ctx.numbers.append(_entry(label, metric, ctx.mean_of_means(list(s.values())),
+                                  ctx.mean_of_means(list(e.values())), sum(len(v) for v in s.values()),
+                                  len(subset), 0.0, tasks_averaged=sum(1 for t in tasks if s[t]),
+                                  tasks_without_scores=[t for t in GEDIT_TASKS if not s.get(t)]))
+    for t in tasks:
+        for metric in ("SC", "PQ", "O"):
+            s, e = scored[metric][t], every[metric][t]
+            ctx.breakdown.append(_entry(f"{label} · {t}", metric, ctx.mean(s), ctx.mean(e), len(s), len(e), 0.0))
 
 
 # ----------------------------------------------------------------------------- KRIS-Bench
