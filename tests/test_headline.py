@@ -466,6 +466,7 @@ def _served_run(tmp_path, monkeypatch, data_path, protocol, image_root=None):
     report = report_of(tmp_path / "outputs" / protocol)
     assert build_headline(report["pairs"], seed=9) == report["headline"]  # recomputable from the pairs
     assert report["headline"]["problems"] == []
+    _served_run.report = report
     return report["headline"]
 
 
@@ -525,6 +526,9 @@ def test_served_rise_run_headline(tmp_path, monkeypatch):
     assert value(n, "Overall", "score %") == pytest.approx(25 * ((5 + 1.35 + 1.1) / 3 - 1))
     assert value(n, "Overall", "accuracy") == pytest.approx(1 / 3)
     assert value(n, "Logical", "consistency") == pytest.approx(5)
+    # the rise protocol's own per-pair score (the pair's `score`) agrees with the headline's formula
+    scores = [p["score"] for p in _served_run.report["pairs"] if p["status"] == "scored"]
+    assert sum(scores) / len(scores) == pytest.approx(value(n, "Overall", "score"))
 
 
 def test_served_imgedit_run_headline(tmp_path, monkeypatch):

@@ -215,10 +215,9 @@ def _flag(value: Any) -> bool | None:
 
 
 def _present(value: Any) -> bool:
-    """A RISE optional field is set (the official code asks `not pd.isna(item[field])`)."""
-    if value is None or value is False or value == "" or value == 0:
-        return False
-    return not (isinstance(value, float) and math.isnan(value))
+    """A RISE optional field is set: present and not null / NaN, as the official eval_vanilla asks
+    (`not pd.isna(item[field])`) and the rise protocol decides which queries a pair gets."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 # ----------------------------------------------------------------------------- GEdit-Bench
