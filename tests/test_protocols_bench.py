@@ -17,6 +17,7 @@ from tests.conftest import make_benchmark, png_b64, write_config
 from tests.openai_server import Reply
 from tests.test_pipeline import report_of
 from tests.test_protocols import served  # noqa: F401  (fixture)
+from tests.test_transformers_vlm import tiny_cache  # noqa: F401  (fixture)
 
 KRIS, RISE, IMGEDIT = PROTOCOLS["kris"], PROTOCOLS["rise"], PROTOCOLS["imgedit"]
 
@@ -337,3 +338,44 @@ def test_public_formats_run_with_their_protocol(tmp_path, served, public_benchma
     headline = report["headline"]
     assert headline["format"] == fmt
     assert not [x for x in headline["problems"] if "dimension" in json.dumps(x)], headline["problems"]
+
+
+def test_tiny_local_judge_gets_every_image_of_a_protocol_query(tiny_cache):  # noqa: F811
+    """The transformers judge (tiny random Qwen3-VL) asks the kris queries with the real processor: the
+    viewpoint query carries the ground-truth image as a third image, quality the edited image alone; the
+    random model's replies don't parse, so the pair fails with every query's raw reply kept."""
+    from PIL import Image
+
+    from src.models.base import JudgePrompt, ScoreRequest
+    from src.models.reward.implementations.qwen3_vl_reward import Qwen3VLRewardModel
+
+    model = Qwen3VLRewardModel(model_name="tiny:qwen3-vl", device="cpu", dtype="float32", max_new_tokens=4,
+                               cache_dir=tiny_cache, protocol="kris", max_retries=0, batch_size=2)
+    model.load()
+    calls = []
+
+    class Spy:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, *args, **kwargs):
+            calls.append([len(images) for images in kwargs["images"]])
+            return self.inner(*args, **kwargs)
+
+    model.processor = Spy(model.processor)
+    try:
+        colors = {"original": "red", "edited": "blue", "reference": "green"}
+        images = {k: Image.new("RGB", (32, 32), c) for k, c in colors.items()}
+        request = ScoreRequest(pair_id="v1", category="viewpoint_change", original=images["original"],
+                               edited=images["edited"], instruction="show it from above", description=None,
+                               prompt=JudgePrompt("", "", "default", "h"), named_images={"reference": images["reference"]})
+        (result,) = model.score([request])
+    finally:
+        model.release()
+    assert sorted(calls) == [[1], [2], [3]]  # quality, consistency, viewpoint instruction (+ ground truth)
+    assert result.status == "score_failed" and result.score is None
+    assert set(result.details["queries"]) == {"consistency", "instruction_viewpoint", "quality"}
+    assert all(q["raw_reply"] is not None for q in result.details["queries"].values())
