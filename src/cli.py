@@ -120,10 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     from src.runguard import RunLocked, environment_fault, sigterm_as_interrupt
     from src.state import StateError
 
+    from src.distributed import DistributedError, world
+
     user_errors = (UsageError, ConfigError, BenchmarkError, ModelError, ResumeError, PromptError, StateError,
-                   RunLocked)
+                   RunLocked, DistributedError)
     run_dir = None
     saved_cfg = None
+    w = world()  # one process, or a rank of `accelerate launch` / `torchrun` (src/distributed.py)
+    if w.rank > 0:  # the other ranks' consoles show warnings and errors only, marked with their rank
+        for handler in log.handlers:
+            if isinstance(handler, _TqdmHandler):
+                handler.setLevel(logging.WARNING)
+                handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [rank {w.rank}] %(message)s",
+                                                       "%H:%M:%S"))
     try:
         overrides = list(args.overrides)
         subset = []  # --categories / --limit: with --resume they hold for this invocation only
@@ -139,20 +148,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume is not None:
             if args.run_name:
                 raise UsageError("--run-name names a new run; it cannot be combined with --resume")
-            if args.resume:
-                run_dir = Path(args.resume)
-                if not is_run_folder(run_dir):
-                    raise UsageError(f"--resume {run_dir}: not a run folder (no state.sqlite there)")
-            elif args.config and not args.output_dir:  # the newest run in the config's pipeline.output_dir
-                run_dir = newest_run(Path(load_config(args.config, overrides).output_dir))
-            else:
-                run_dir = newest_run(Path(args.output_dir or "outputs"))
-            if args.config:
-                config_path, trusted = Path(args.config), True
-            else:
-                config_path, trusted = run_config_path(run_dir), args.trust_run_config
-                if not trusted:
-                    check_run_config_unchanged(run_dir, config_path)
+            def locate() -> tuple[str, str, bool]:  # the main process decides; every rank gets its answer
+                if args.resume:
+                    folder = Path(args.resume)
+                    if not is_run_folder(folder):
+                        raise UsageError(f"--resume {folder}: not a run folder (no state.sqlite there)")
+                elif args.config and not args.output_dir:  # the newest run in the config's pipeline.output_dir
+                    folder = newest_run(Path(load_config(args.config, overrides).output_dir))
+                else:
+                    folder = newest_run(Path(args.output_dir or "outputs"))
+                if args.config:
+                    return str(folder), args.config, True
+                path = run_config_path(folder)
+                if not args.trust_run_config:
+                    check_run_config_unchanged(folder, path)
+                return str(folder), str(path), args.trust_run_config
+
+            run_dir, config_path, trusted = w.broadcast(locate)
+            run_dir, config_path = Path(run_dir), Path(config_path)
             cfg = load_config(config_path, overrides + subset, trusted=trusted)
             if subset:
                 saved_cfg = load_config(config_path, overrides, trusted=trusted)
@@ -168,13 +181,17 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config, overrides + subset)
             from src.data import safe_name
 
-            name = args.run_name or time.strftime("%Y%m%d-%H%M%S")
-            if safe_name(name) != name:
-                raise UsageError(f"--run-name {name!r} is not a plain folder name; try {safe_name(name)!r}")
-            run_dir = Path(cfg.output_dir) / name
-            if (run_dir / "state.sqlite").exists():
-                raise UsageError(f"run folder {run_dir} exists already; use --resume {run_dir} to continue it "
-                                 "or another --run-name")
+            def new_run_dir() -> str:  # the main process decides (its timestamp); every rank gets its answer
+                name = args.run_name or time.strftime("%Y%m%d-%H%M%S")
+                if safe_name(name) != name:
+                    raise UsageError(f"--run-name {name!r} is not a plain folder name; try {safe_name(name)!r}")
+                folder = Path(cfg.output_dir) / name
+                if (folder / "state.sqlite").exists():
+                    raise UsageError(f"run folder {folder} exists already; use --resume {folder} to continue it "
+                                     "or another --run-name")
+                return str(folder)
+
+            run_dir = Path(w.broadcast(new_run_dir))
         if args.plan:
             from src.memplan import format_plan, plan
 
@@ -183,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         # a bad file stops us here; reports come from the records alone, so --stage report does not read it
         bench = None if args.stage == "report" else \
             load_benchmark(cfg.data_path, cfg.categories, cfg.limit, cfg.data_format, cfg.image_root)
-        print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
+        if w.is_main:
+            print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
         with sigterm_as_interrupt():  # SLURM's SIGTERM takes Ctrl-C's path
             paths = run(cfg, run_dir, args.stage, bench, saved_cfg=saved_cfg, retry_failed=args.retry_failed)
         for kind, path in paths.items():

@@ -37,6 +37,7 @@ from src.report import write_reports
 from src import gallery
 from src.state import EditRecord, ScoreRecord, State, write_file_atomic
 from src.batching import AdaptiveBatcher
+from src.distributed import merge_shards, open_shard, shard_path, world
 from src.perf import PerfRecorder
 from src.residency import choose_residency
 from src.device_errors import stop_on_sticky
@@ -89,37 +90,53 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
     bench = bench or load_benchmark(cfg.data_path, cfg.categories, cfg.limit, cfg.data_format, cfg.image_root)
     editor: BaseEditModel = cfg.editor.build()  # constructors are cheap: nothing loads yet
     judge: BaseRewardModel = cfg.judge.build()
+    w = world()  # one process, or one of N data-parallel ranks (src/distributed.py)
+    if w.distributed and cfg.mode != "two_stage":
+        raise ResumeError("pipeline.mode: interleaved runs in one process only (it is the comparison mode); "
+                          "use two_stage with several processes")
     resuming = (run_dir / "state.sqlite").is_file()
+    w.barrier()  # every rank has looked before rank 0 creates the file
     if not resuming:  # a new run: the models its stages use are checked before the run folder exists
         check_models(editor if stage in ("all", "edit") else None, judge if stage in ("all", "score") else None)
         if stage in ("all", "edit"):
             warn_instruction_language(editor, bench)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
-    lock.acquire()  # one process per run folder (a second one is refused, naming this one)
-    log_file = add_file_logging(run_dir)
-    state = None
+    if w.is_main:
+        lock.acquire()  # one run (one process, or one data-parallel group) per run folder
+    log_file = add_file_logging(run_dir, w.rank)
+    state = work_state = None
+    retry_scores = retry_failed in ("score", "all")
     try:
-        saved = (saved_cfg or cfg).to_dict()
-        if not resuming:  # what a resume needs is on disk before state.sqlite exists (a kill here is resumable)
+        def plan_work():  # rank 0 alone touches state.sqlite; what it finds goes to every rank
+            nonlocal state
+            saved = (saved_cfg or cfg).to_dict()
+            if not resuming:  # what a resume needs is on disk before state.sqlite exists (a kill here is resumable)
+                write_file_atomic(run_dir / "config.resolved.yaml", dump_yaml(saved).encode("utf-8"))
+            state = State(run_dir / "state.sqlite")
+            merge_shards(state, run_dir)  # records of the ranks of a killed data-parallel run
+            scoring = scoring_setup(cfg, run_categories(state, bench) if saved_cfg else bench)
+            check_resume(state, cfg, bench, stage, scoring.fingerprint)
+            if saved_cfg is None or state.get_meta("plan") is None:  # a subset of one invocation keeps the plan
+                record_plan(state, bench)
+            todo = pending_edits(state, bench, run_dir, retry=retry_failed in ("edit", "all")) \
+                if stage in ("all", "edit") else []
+            more = stage in ("all", "score") and bool(
+                pending_scores(state, bench, run_dir, scoring.fingerprint, retry=retry_scores))
             write_file_atomic(run_dir / "config.resolved.yaml", dump_yaml(saved).encode("utf-8"))
-        state = State(run_dir / "state.sqlite")
-        scoring = scoring_setup(cfg, run_categories(state, bench) if saved_cfg else bench)
+            state.set_meta("config_resolved", dump_yaml(saved))  # a second copy, inside the records
+            inv = state.start_invocation(stage, cfg.to_dict(), cfg.fingerprint(), cfg.editor.fingerprint(),
+                                         scoring.fingerprint)
+            return [(p.category, p.pair_id) for p in todo], more, inv, scoring
+
+        edit_keys, more_scores, invocation, scoring = w.broadcast(plan_work)
         scoring_fp = scoring.fingerprint
-        check_resume(state, cfg, bench, stage, scoring_fp)
-        if saved_cfg is None or state.get_meta("plan") is None:  # a subset of one invocation keeps the run's plan
-            record_plan(state, bench)
-        edits = pending_edits(state, bench, run_dir, retry=retry_failed in ("edit", "all")) \
-            if stage in ("all", "edit") else []
-        retry_scores = retry_failed in ("score", "all")
-        work = bool(edits) or (stage in ("all", "score") and bool(
-            pending_scores(state, bench, run_dir, scoring_fp, retry=retry_scores)))
+        by_key = {(p.category, p.pair_id): p for p in bench.iter_pairs()}
+        edits = w.share([by_key[key] for key in edit_keys], lambda p: (p.category, p.pair_id))
+        work = bool(edit_keys) or more_scores
         if resuming:  # only the models with work left are checked (a finished run imports no model code)
             check_models(editor if edits else None, judge if work and stage in ("all", "score") else None)
-        write_file_atomic(run_dir / "config.resolved.yaml", dump_yaml(saved).encode("utf-8"))
-        state.set_meta("config_resolved", dump_yaml(saved))  # a second copy, inside the records
-        invocation = state.start_invocation(stage, cfg.to_dict(), cfg.fingerprint(),
-                                            cfg.editor.fingerprint(), scoring_fp)
+        work_state = open_shard(shard_path(run_dir, invocation, w.rank)) if w.distributed else state
         stats = Stats()
         if work:
             seed_everything(cfg.seed, cfg.torch_threads)
@@ -127,8 +144,9 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
         stats.batchers = {"editor": make_batcher(cfg.editor, editor, "edit", cfg, stats),
                           "judge": make_batcher(cfg.judge, judge, "score", cfg, stats)}
 
-        log.info("plan: %d pairs in %d categories; %d to edit", sum(len(p) for p in bench.pairs.values()),
-                 len(bench.categories), len(edits))
+        log.info("plan: %d pairs in %d categories; %d to edit%s", sum(len(p) for p in bench.pairs.values()),
+                 len(bench.categories), len(edit_keys),
+                 f" ({len(edits)} by this process, rank {w.rank} of {w.size})" if w.distributed else "")
 
         if cfg.mode == "two_stage":
             # --- stage 1: edit every pending pair
@@ -136,26 +154,35 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
                 banner("stage 1/2: edit")
                 activate(editor, "editor", stats, other=judge)
                 with stats.perf.stage("edit"):
-                    timed(stats, "edit", lambda: edit_pairs(editor, edits, state, run_dir, cfg, plan_positions(bench),
-                                                             stats.batchers["editor"]))
-            state.update_invocation(invocation, stats.to_dict())
+                    timed(stats, "edit", lambda: edit_pairs(editor, edits, work_state, run_dir, cfg,
+                                                             plan_positions(bench), stats.batchers["editor"]))
+            work_state = sync_ranks(w, state, work_state, run_dir, invocation)
+            if w.is_main:
+                state.update_invocation(invocation, stats.to_dict())
             # --- swap: the editor makes room (released for good by default), the judge loads once
             # --- stage 2: score every edit that has no score from this judge
-            scores = pending_scores(state, bench, run_dir, scoring_fp, retry=retry_scores) \
-                if stage in ("all", "score") else []
+            scores = []
+            if stage in ("all", "score"):
+                todo = w.broadcast(lambda: [(p.category, p.pair_id, rec) for p, rec in pending_scores(
+                    state, bench, run_dir, scoring_fp, retry=retry_scores)])
+                scores = w.share([(by_key[(c, i)], rec) for c, i, rec in todo],
+                                 lambda item: (item[0].category, item[0].pair_id))
             if scores:
                 banner("stage 2/2: score")
                 activate(judge, "judge", stats, other=editor)
                 with stats.perf.stage("score"):
-                    timed(stats, "score", lambda: score_pairs(judge, scores, state, run_dir, scoring,
+                    timed(stats, "score", lambda: score_pairs(judge, scores, work_state, run_dir, scoring,
                                                                stats.batchers["judge"]))
         else:
             run_interleaved(editor, judge, edits, bench, state, run_dir, cfg, scoring, stage, stats, retry_scores)
         release(editor, "editor", stats)
         release(judge, "judge", stats)
+        work_state = sync_ranks(w, state, work_state, run_dir, invocation, reopen=False)
+        if not w.is_main:
+            return {}  # rank 0 writes the report, from the merged records
 
         # --- report, from the records alone
-        state.update_invocation(invocation, stats.to_dict(), finished=True)
+        state.update_invocation(invocation, {**stats.to_dict(), "world_size": w.size}, finished=True)
         banner("report")
         gallery.materialize(state, bench, run_dir)  # originals and thumbnails, written once (src/gallery.py)
         return write_reports(state, run_dir, scoring_fp)
@@ -169,11 +196,27 @@ def run(cfg: RunConfig, run_dir: Path, stage: str = "all", bench: Benchmark | No
         log.debug("run stopped by an error", exc_info=True)  # the traceback goes to logs/run.log
         raise
     finally:
+        if work_state is not None and work_state is not state:
+            work_state.close()
         if state is not None:
             state.close()
         log.removeHandler(log_file)
         log_file.close()
-        lock.release()
+        if w.is_main:
+            lock.release()
+
+
+def sync_ranks(w, state: State | None, work_state, run_dir: Path, invocation: int, reopen: bool = True):
+    """Data-parallel only: every rank closes its shard file, rank 0 merges them into the run's database,
+    and (with `reopen`) each rank starts a new shard file. A single process returns `work_state` as is."""
+    if not w.distributed:
+        return work_state
+    work_state.close()
+    w.barrier()
+    if w.is_main:
+        merge_shards(state, run_dir)
+    w.barrier()
+    return open_shard(shard_path(run_dir, invocation, w.rank)) if reopen else None
 
 
 def report_only(cfg: RunConfig, run_dir: Path) -> dict[str, Path]:
@@ -230,14 +273,16 @@ class Progress:
 
     def __init__(self, stage: str, total: int) -> None:
         self.name = stage
-        self.stage = tqdm(total=total, desc=f"{stage} (all)", unit="pair", position=0, dynamic_ncols=True)
+        self.quiet = not world().is_main  # one set of bars: the main process's
+        self.stage = tqdm(total=total, desc=f"{stage} (all)", unit="pair", position=0, dynamic_ncols=True,
+                          disable=self.quiet)
         self.category: tqdm | None = None
 
     def start_category(self, name: str, total: int) -> None:
         if self.category is not None:
             self.category.close()
         self.category = tqdm(total=total, desc=f"{self.name} {name}", unit="pair", position=1, leave=False,
-                             dynamic_ncols=True)
+                             dynamic_ncols=True, disable=self.quiet)
 
     def update(self, n: int) -> None:
         self.stage.update(n)
@@ -267,10 +312,12 @@ def check_models(*models) -> None:
             model.check()
 
 
-def add_file_logging(run_dir: Path) -> logging.Handler:
-    """Everything the console shows, and debug detail, also goes to logs/run.log in the run folder."""
+def add_file_logging(run_dir: Path, rank: int = 0) -> logging.Handler:
+    """Everything the console shows, and debug detail, also goes to logs/run.log in the run folder
+    (logs/run.rank<r>.log for the other processes of a data-parallel run)."""
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "logs" / "run.log", encoding="utf-8")
+    name = "run.log" if rank == 0 else f"run.rank{rank}.log"
+    handler = logging.FileHandler(run_dir / "logs" / name, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)

@@ -138,7 +138,7 @@ class State:
     An existing file is checked with `PRAGMA integrity_check` when it is opened (a resume): a truncated
     or corrupted file stops the run with a `StateError` instead of a traceback half-way through."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, journal_mode: str = "WAL") -> None:
         self.path = Path(path)
         existed = self.path.is_file() and self.path.stat().st_size > 0
         self.conn = sqlite3.connect(str(self.path), isolation_level=None)  # autocommit
@@ -146,7 +146,7 @@ class State:
             self.conn.row_factory = sqlite3.Row
             if existed:
                 self.check_integrity()
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA journal_mode={journal_mode}")  # DELETE for data-parallel shard files
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.executescript(SCHEMA)
             if self.get_meta("schema_version") is None:
