@@ -266,7 +266,9 @@ def run_smoke(cfg, out_dir: Path, tolerance: int = 0) -> dict[str, Any]:
     prompt = render_prompt(scoring.templates[pair.category], instruction=pair.instruction,
                            description=pair.description, category=pair.category, pair_id=pair.pair_id)
     sreq = ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=image, edited=edit.image,
-                        instruction=pair.instruction, description=pair.description, prompt=prompt)
+                        instruction=pair.instruction, description=pair.description, prompt=prompt,
+                        named_images=scoring.images_for(pair), metadata=dict(pair.metadata or {}),
+                        prompts=scoring.prompts_for(pair))
     jd: dict[str, Any] = {"class": type(judge).__name__, "model": getattr(judge, "model_name", None),
                           "predicted": predicted["judge"]}
     result["judge"] = jd

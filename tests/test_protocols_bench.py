@@ -379,3 +379,19 @@ def test_tiny_local_judge_gets_every_image_of_a_protocol_query(tiny_cache):  # n
     assert result.status == "score_failed" and result.score is None
     assert set(result.details["queries"]) == {"consistency", "instruction_viewpoint", "quality"}
     assert all(q["raw_reply"] is not None for q in result.details["queries"].values())
+
+
+def test_a_request_without_rendered_prompts_still_refuses_a_missing_explanation():
+    from PIL import Image
+
+    from src.models.base import JudgePrompt, ScoreRequest
+    from src.models.reward.chat import score_with_protocol
+
+    image = Image.new("RGB", (8, 8), "red")
+    request = ScoreRequest(pair_id="b", category="biology", original=image, edited=image, instruction="autumn",
+                           description=None, prompt=JudgePrompt("", "", "default", "h"))
+    asked = []
+    (result,) = score_with_protocol(KRIS, [request], lambda convs: asked.extend(convs) or ['{"score": 4}'] * len(convs),
+                                    max_retries=0)
+    assert result.status == "score_failed" and "needs the pair's explanation" in result.error
+    assert "None" not in " ".join(str(c) for c in asked)  # the knowledge prompt was never sent without it

@@ -176,7 +176,11 @@ def query_request(request: ScoreRequest, query: Query) -> ScoreRequest:
     else:
         from src.prompts import render_prompt
 
-        prompt = replace(render_prompt(query.template, **prompt_variables(request, roles)), retry=query.retry)
+        variables = prompt_variables(request, roles)
+        lacking = [n for n in query.needs if variables.get(n) in (None, "")]
+        if lacking:
+            raise ValueError(f"the {query.name!r} query needs the pair's {lacking[0]}, which is missing or empty")
+        prompt = replace(render_prompt(query.template, **variables), retry=query.retry)
     return replace(request, prompt=prompt, image_roles=roles)
 
 
