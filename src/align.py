@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from src.compare import CompareError, _load, _report_in, judge_folders
+from src.compare_labels import LABELS, language
 from src.stats import METHOD, correlations, fisher_mean
 
 log = logging.getLogger("ieb")
@@ -191,7 +192,8 @@ def write_align(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "align.json", "md": out_dir / "align.md"}
     paths["json"].write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-    paths["md"].write_text(_env(False).get_template("align.md.j2").render(a=result), encoding="utf-8")
+    t = LABELS[result.get("language") or "en"]
+    paths["md"].write_text(_env(False).get_template("align.md.j2").render(a=result, t=t), encoding="utf-8")
     return paths
 
 
@@ -205,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dimension", action="append", help="only this human dimension (repeatable; default: all)")
     p.add_argument("--judge", help="use the run's reports/<JUDGE>/report.json instead of its latest report.json")
     p.add_argument("--out", help="output folder for align.json/.md (default: RUN/align)")
+    p.add_argument("--language", choices=("auto", "en", "zh"), default="auto",
+                   help="labels of align.md (auto: Chinese when a category name is Chinese)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (recorded in align.json)")
     p.add_argument("--n-resamples", type=int, default=ALIGN_RESAMPLES, help="bootstrap resamples")
     return p
@@ -229,6 +233,7 @@ def align_main(argv: list[str]) -> int:
                        n_resamples=args.n_resamples, dimensions=args.dimension)
         result["problems"] = problems + result["problems"]
         result["ratings"] = str(human)
+        result["language"] = language(args.language, report.get("categories") or {})
         for p in result["problems"]:
             log.warning("%s", p)
         if not any(d["pairs"] for d in result["dimensions"].values()):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from src.compare_labels import LABELS, language
 from src.stats import DEFAULT_N_RESAMPLES as N_RESAMPLES, METHOD, mean_ci, paired_difference
 
 log = logging.getLogger("ieb")
@@ -295,9 +296,10 @@ def write_compare(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "compare.json", "md": out_dir / "compare.md", "html": out_dir / "compare.html"}
     paths["json"].write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-    paths["md"].write_text(_env(False).get_template("compare.md.j2").render(c=result), encoding="utf-8")
+    t = LABELS[result.get("language") or language("auto", result["categories"])]
+    paths["md"].write_text(_env(False).get_template("compare.md.j2").render(c=result, t=t), encoding="utf-8")
     paths["html"].write_text(_env(True).get_template("compare.html.j2").render(
-        c=result, rel=lambda p: os.path.relpath(p, out_dir)), encoding="utf-8")
+        c=result, t=t, rel=lambda p: os.path.relpath(p, out_dir)), encoding="utf-8")
     return paths
 
 
@@ -309,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders, or folders searched for every finished run below them")
     p.add_argument("--out", help="output folder for compare.json/.md/.html (default: compare-<timestamp>)")
     p.add_argument("--judge", help="use each run's reports/<JUDGE>/report.json instead of its latest report.json")
+    p.add_argument("--language", choices=("auto", "en", "zh"), default="auto",
+                   help="labels of compare.md/.html (auto: Chinese when a category name is Chinese)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (recorded in compare.json)")
     p.add_argument("--n-resamples", type=int, default=N_RESAMPLES, help="bootstrap resamples")
     return p
@@ -324,6 +328,7 @@ def compare_main(argv: list[str]) -> int:
         for note in notes:
             log.info("%s", note)
         result = compare_runs(runs, seed=args.seed, n_resamples=args.n_resamples)
+        result["language"] = language(args.language, result["categories"])
         for w in result["warnings"]:
             log.warning("%s", w)
         out = Path(args.out or time.strftime("compare-%Y%m%d-%H%M%S"))

@@ -316,8 +316,11 @@ def write_judges_index(folder: Path, judges: dict[str, dict[str, Any]], latest: 
     }
     paths = {"json": folder / "index.json", "md": folder / "index.md", "html": folder / "index.html"}
     _write_text(paths["json"], json.dumps(index, ensure_ascii=False, indent=2))
-    _write_text(paths["md"], _env(False).get_template("judges_index.md.j2").render(ix=index))
-    _write_text(paths["html"], _env(True).get_template("judges_index.html.j2").render(ix=index))
+    from src.compare_labels import LABELS as INDEX_LABELS
+
+    t = INDEX_LABELS[gallery.language_of(judges[latest])]
+    _write_text(paths["md"], _env(False).get_template("judges_index.md.j2").render(ix=index, t=t))
+    _write_text(paths["html"], _env(True).get_template("judges_index.html.j2").render(ix=index, t=t))
     return paths
 
 

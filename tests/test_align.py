@@ -84,7 +84,7 @@ def test_unusable_rows_are_listed_with_their_line(aligned):
     assert "ratings.csv:20: pair 'x1', rater 'r3': score 'good' is not a number" in problems
     assert "ratings.csv:21: pair 'x1', rater 'r1', dimension 'overall' rated twice" in problems
     md = (tmp / "run" / "align" / "align.md").read_text(encoding="utf-8")
-    assert "0.894" in md and "0.632" in md and "mean over categories (Fisher z)" in md
+    assert "0.894" in md and "0.632" in md and "类别平均（Fisher z）" in md  # Chinese categories: Chinese labels
 
 
 def test_bad_ratings_files_are_clear_errors(tmp_path, capsys):
@@ -132,7 +132,8 @@ def test_category_column_and_judge_dimensions(tmp_path):
     csv = tmp_path / "r.csv"
     csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert main(["align", str(tmp_path / "run"), "--human", str(csv), "--out", str(tmp_path / "al"),
-                 "--n-resamples", "50"]) == 0
+                 "--n-resamples", "50", "--language", "en"]) == 0
+    assert "| mean over categories (Fisher z) |" in (tmp_path / "al" / "align.md").read_text(encoding="utf-8")
     res = json.loads((tmp_path / "al" / "align.json").read_text(encoding="utf-8"))
     sc, overall = res["dimensions"]["SC"], res["dimensions"]["overall"]
     assert sc["judge_field"] == "SC" and overall["judge_field"] == "score"

@@ -68,7 +68,8 @@ def test_paired_result_reverses_the_per_run_means(tmp_path, missing):
 
 
 def test_every_number_is_recomputable_from_the_pairs(two_runs, tmp_path):
-    assert main(["compare", str(two_runs), "--out", str(tmp_path / "cmp"), "--n-resamples", "500"]) == 0
+    assert main(["compare", str(two_runs), "--out", str(tmp_path / "cmp"), "--n-resamples", "500",
+                 "--language", "en"]) == 0
     res = json.loads((tmp_path / "cmp" / "compare.json").read_text(encoding="utf-8"))
     assert res["uncertainty"]["seed"] == 0 and res["uncertainty"]["n_resamples"] == 500
     for name, board in [("overall", res["overall"]), *res["categories"].items()]:
@@ -85,7 +86,7 @@ def test_every_number_is_recomputable_from_the_pairs(two_runs, tmp_path):
             assert e["own"]["mean"] == pytest.approx(statistics.fmean(own))
     md = (tmp_path / "cmp" / "compare.md").read_text(encoding="utf-8")
     assert "| 1 | A | 5.33 | [5.00, 6.00] |" in md
-    assert "| 2 | B | 4.83 |" in md and "-0.50" in md
+    assert "| 2 | B | 4.83 |" in md and "-0.50" in md and "Common pairs: 3 of 4. Best: **A**." in md
     html = (tmp_path / "cmp" / "compare.html").read_text(encoding="utf-8")
     assert html.count('<tr class="pair"') == 6
     assert 'src="../runs/A/images/c2.png"' in html  # images linked relative to the output folder
@@ -111,7 +112,7 @@ def test_real_pipeline_runs_found_below_a_folder(tmp_path):
     html = (out / "compare.html").read_text(encoding="utf-8")
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     md = (out / "compare.md").read_text(encoding="utf-8")
-    assert "<script>" not in md
+    assert "<script>" not in md and "共同样本对：" in md and '<html lang="zh">' in html  # Chinese categories
 
 
 def test_warns_on_different_judges_and_protocols(tmp_path):

@@ -33,6 +33,7 @@ def test_compare_page_in_chromium(browser, tmp_path):  # noqa: F811
     browser.execute_script("const q = document.getElementById('f-search'); q.value = 'C4';"
                            "q.dispatchEvent(new Event('input'));")
     assert [r["text"].split()[0] for r in visible(browser)] == ["c4"]
-    assert browser.find_element("id", "f-count").text == "1 of 6 pairs"
+    assert browser.find_element("id", "f-count").text == "1 / 6 个样本对"  # Chinese categories: Chinese labels
+    assert browser.execute_script("return document.documentElement.lang") == "zh"
     assert console_errors(browser) == []
     browser.save_screenshot(str(tmp_path / "compare.png"))

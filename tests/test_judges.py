@@ -7,6 +7,7 @@ import json
 import pytest
 
 from src.agreement import judge_agreement
+from src.compare_labels import LABELS as CMP_LABELS
 from src.cli import main
 from tests.run_records import judge_spec, write_run
 
@@ -76,7 +77,7 @@ def test_agreement_matches_hand_computed_correlations(run_two_judges):
     assert {(d["category"], d["pair_id"]) for d in top} == {(X, "x1"), (Y, "y3")}
     assert top[0]["disagreement"] == pytest.approx(5 / 6) and len(jp["disagreements"]) == 2  # the rest agree
     md = (run_two_judges / "reports" / "index.md").read_text(encoding="utf-8")
-    assert "-0.429" in md and "Pairs where they disagree most" in md
+    assert "-0.429" in md and CMP_LABELS["zh"]["disagree_title"] in md  # Chinese categories: Chinese labels
     assert judge_agreement({}) ["judge_pairs"] == []
 
 
