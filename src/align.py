@@ -187,13 +187,13 @@ def _group(items: list, seed: int, n_resamples: int) -> dict[str, Any]:
 
 
 def write_align(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    from src.report import _env
+    from src.report import _env, _write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "align.json", "md": out_dir / "align.md"}
-    paths["json"].write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    _write_text(paths["json"], json.dumps(result, ensure_ascii=False, indent=2))
     t = LABELS[result.get("language") or "en"]
-    paths["md"].write_text(_env(False).get_template("align.md.j2").render(a=result, t=t), encoding="utf-8")
+    _write_text(paths["md"], _env(False).get_template("align.md.j2").render(a=result, t=t))
     return paths
 
 

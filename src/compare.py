@@ -291,15 +291,15 @@ def _warnings(runs: list[Run]) -> list[str]:
 
 
 def write_compare(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    from src.report import _env
+    from src.report import _env, _write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "compare.json", "md": out_dir / "compare.md", "html": out_dir / "compare.html"}
-    paths["json"].write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    _write_text(paths["json"], json.dumps(result, ensure_ascii=False, indent=2))
     t = LABELS[result.get("language") or language("auto", result["categories"])]
-    paths["md"].write_text(_env(False).get_template("compare.md.j2").render(c=result, t=t), encoding="utf-8")
-    paths["html"].write_text(_env(True).get_template("compare.html.j2").render(
-        c=result, t=t, rel=lambda p: os.path.relpath(p, out_dir)), encoding="utf-8")
+    _write_text(paths["md"], _env(False).get_template("compare.md.j2").render(c=result, t=t))
+    _write_text(paths["html"], _env(True).get_template("compare.html.j2").render(
+        c=result, t=t, rel=lambda p: os.path.relpath(p, out_dir)))
     return paths
 
 
