@@ -24,6 +24,7 @@ SCRIPTS = {
     "two_stage_vs_interleaved": ["summary", "runs"],
     "paper_estimate": ["banner", "inputs", "tables"],
     "report_uncertainty": ["settings", "rows"],
+    "gallery_cost": ["rows", "summary"],
 }
 
 

@@ -226,3 +226,16 @@ def test_chinese_readme_is_linked_and_matches_the_english_one():
     assert set(zh_cfg) == set(en_cfg) and set(zh_cfg) <= TOP_KEYS
     for section, keys in SECTION_KEYS.items():
         assert set(zh_cfg[section]) == set(en_cfg[section]) and set(zh_cfg[section]) <= keys, section
+
+
+def test_reasoning_blocks_for_multi_query_and_json_replies():
+    from src.gallery import _readable_reasoning
+
+    viescore = {"judge_reasoning": "[sc] joined", "judge_raw_reply": "[sc]\n{...}", "judge_details": {"queries": {
+        "sc": {"reasoning": "the cup fell over", "values": {"editing": 8.0, "over_editing": 7.5}},
+        "pq": {"reasoning": None, "error": "no JSON object", "values": {}}}}}
+    assert _readable_reasoning(viescore) == [["sc (editing 8, over_editing 7.5)", "the cup fell over"],
+                                             ["pq", "no JSON object"]]
+    bare = {"judge_reasoning": None, "judge_details": {}, "judge_raw_reply": '{"score": 7, "why": "<b>ok</b>"}'}
+    assert _readable_reasoning(bare) == [["score", "7"], ["why", "<b>ok</b>"]]  # text; the page escapes it
+    assert _readable_reasoning({"judge_raw_reply": "not json", "judge_details": None}) == []
