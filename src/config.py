@@ -644,7 +644,7 @@ def _protocol_prompts(prompts: dict, judge: ComponentSpec, source: str, base_dir
     """`prompts.dir` / `prompts.templates`: the user's own templates for the judge protocol's queries,
     paths made absolute; each one is loaded and checked now (placeholders, reply keys)."""
     from src.prompts import PromptError
-    from src.scoring.judging import absolute_ref, check_prompt_config
+    from src.scoring.judging import absolute_ref, check_category_templates, check_prompt_config
 
     templates = prompts.get("templates") or {}
     if not isinstance(templates, dict):
@@ -656,6 +656,7 @@ def _protocol_prompts(prompts: dict, judge: ComponentSpec, source: str, base_dir
     templates = {str(k): absolute_ref(v, base_dir) for k, v in templates.items()}
     try:
         check_prompt_config(judge.init_args.get("protocol"), templates, prompt_dir)
+        check_category_templates([*(prompts.get("categories") or {}).values(), prompts.get("default") or "auto"])
     except PromptError as e:
         raise ConfigError(f"{source}: prompts: {e}") from None
     return prompt_dir, templates

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from src.config import RunConfig, dump_yaml, sha256_json
 from src.data import Benchmark, InvalidPair, PairSpec, load_benchmark, safe_name
 from src.models.base import BaseEditModel, BaseRewardModel, EditRequest, ScoreRequest, ScoreResult
-from src.prompts import render_prompt
+from src.prompts import render_prompt, template_variables
 from src.scoring.judging import ScoringSetup, scoring_setup  # protocols, templates, per-pair prompts
 from src.report import write_reports
 from src import gallery
@@ -676,8 +676,9 @@ def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, scoring: Scor
     if hashlib.sha256(data).hexdigest() != rec.output_sha256:
         raise ValueError(f"{rec.image_path} changed on disk since it was recorded (sha256 differs)")
     edited = Image.open(io.BytesIO(data)).convert("RGB")
-    prompt = render_prompt(scoring.templates[pair.category], instruction=pair.instruction,
-                           description=pair.description, category=pair.category, pair_id=pair.pair_id)
+    prompt = render_prompt(scoring.templates[pair.category], **template_variables(
+        instruction=pair.instruction, description=pair.description, category=pair.category, pair_id=pair.pair_id,
+        metadata=pair.metadata, image_roles=("original", "edited")))
     # the judge also gets the pair's extra images (reference / ground truth ...), its metadata, and the
     # prompt of every query its protocol asks (src/scoring/judging.py)
     return ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=pair.load_image(), edited=edited,

@@ -170,3 +170,20 @@ def test_reply_schema_is_checked(tmp_path):
                         prompts={"templates": {"viescore_pq": "pq.txt"}})
     with pytest.raises(ConfigError, match=r"pq\.txt never mentions 'score'"):
         load_config(path)
+
+
+def test_category_templates_may_use_metadata_and_unknown_variables_are_config_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for folder, text in ((good, "Do {{ instruction }} ({{ metadata.task_type }})"), (bad, "Do {{ instrucion }}")):
+        folder.mkdir()
+        (folder / "system.j2").write_text("judge", encoding="utf-8")
+        (folder / "user.j2").write_text(text, encoding="utf-8")
+    data = make_benchmark(tmp_path / "b.json", n=1)
+    load_config(write_config(tmp_path / "c.yaml", data, prompts={"categories": {"物理": str(good)}}))
+    with pytest.raises(ConfigError, match="unknown variable 'instrucion'"):
+        load_config(write_config(tmp_path / "d.yaml", data, prompts={"categories": {"物理": str(bad)}}))
+    from src.prompts import template_variables
+
+    v = template_variables(instruction="x", metadata={"task_type": "color_alter"})
+    assert render_prompt(str(good), **v).user == "Do x (color_alter)"

@@ -6,8 +6,12 @@ edit (物理 -> physics, 环境 -> environment, 社会 -> social, 因果 -> caus
 template name may also be the path of a user folder holding the two files (relative to the working
 directory), so users can bring their own prompts without touching the code.
 
-Variables: `instruction`, `description` (may be None), `category`, `pair_id`. Rendering uses
-StrictUndefined, so a misspelt variable is an error rather than an empty string. Prompts are plain
+Variables (`template_variables`, `KNOWN_VARIABLES`): `instruction`, `description` (may be None),
+`category`, `pair_id`, `metadata` (every original field of the pair), `image_roles`, and the shortcuts
+`explanation`, `reference`, `edit_type`. Rendering uses StrictUndefined, so a misspelt variable is an
+error rather than an empty string; the config check refuses unknown variables before any model loads.
+Templates may also come from the user's files in other shapes (plain text with `<instruction>`, JSON
+keys, Python string constants): `load_template`, and docs/protocols.md. Prompts are plain
 text: no autoescape. `template_hash` is the sha256 of `system.j2` + NUL + `user.j2` *as rendered
 sources including what they include/extend*, so any change of the text a judge sees gives a new hash.
 """
@@ -38,7 +42,7 @@ CATEGORY_TEMPLATES = {
 }
 
 
-class PromptError(Exception):
+class PromptError(ValueError):
     """An unknown template, or one that does not render."""
 
 

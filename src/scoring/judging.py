@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from src.models.base import JudgePrompt
-from src.prompts import (BUILTIN_DIR, LoadedTemplate, PromptError, check_template, load_template, template_for_category,
-                         template_hash, template_ref, template_variables)
+from src.prompts import (BUILTIN_DIR, KNOWN_VARIABLES, LoadedTemplate, PromptError, check_template, load_template,
+                         template_for_category, template_hash, template_ref, template_variables)
 from src.scoring.protocols import (PairContext, Protocol, ProtocolError, ProtocolSet, Query, protocol_for,
                                    resolve_protocols, resolve_roles)
 
@@ -138,6 +138,17 @@ def check_prompt_config(protocol_spec: Any, overrides: dict, prompt_dir: str | N
                            any_reply_name=len(query.dims) == 1 and not query.list_key)
 
 
+def check_category_templates(names: list[str]) -> None:
+    """The per-category templates (prompts.categories / prompts.default) use only known variables."""
+    for name in names:
+        if name == "auto":
+            continue
+        loaded = load_template(name, where=f"template {name!r}")
+        unknown = sorted(loaded.used_variables() - set(KNOWN_VARIABLES))
+        if unknown:
+            raise PromptError(f"template {name!r}: unknown variable {unknown[0]!r} (known: {', '.join(KNOWN_VARIABLES)})")
+
+
 def absolute_ref(ref: Any, base: Path) -> Any:
     """A template reference with its paths made absolute (relative to the config file's folder), so a
     resumed run finds the same files from any working directory. Built-in names stay names."""
@@ -153,4 +164,4 @@ def absolute_ref(ref: Any, base: Path) -> Any:
     return ref
 
 
-__all__ = ["ScoringSetup", "scoring_setup", "check_prompt_config", "absolute_ref"]
+__all__ = ["ScoringSetup", "scoring_setup", "check_prompt_config", "check_category_templates", "absolute_ref"]
