@@ -300,3 +300,29 @@ def test_instruct_pix2pix_equals_the_model_card_call():
                    generator=gen(req.seed)).images[0]
     assert mine.error is None, mine.error
     assert np.array_equal(pixels(mine.image), pixels(expected))
+
+
+# ----------------------------------------------------------------------------- the doctor's check
+
+
+def test_rope_positions_status_of_the_installed_versions(monkeypatch):
+    """diffusers 0.42.1 + transformers 5.23 (the pins) are affected; a diffusers that forwards the field is not."""
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit, pipeline_qwenimage_edit_plus
+
+    from src.models.diffusion import qwen_fixes
+
+    status = qwen_fixes.rope_positions_status()
+    assert status["affected"] is True and status["fixed_here"] is True
+    assert status["pipelines"]["QwenImageEditPipeline"] is False
+    assert "#14194" in status["message"]
+
+    def fixed(self, prompt=None, image=None, device=None, dtype=None):  # what PR #14189 does
+        model_inputs = self.processor(text=prompt, images=image)
+        return self.text_encoder(mm_token_type_ids=model_inputs.get("mm_token_type_ids"))
+
+    for module, name in ((pipeline_qwenimage_edit, "QwenImageEditPipeline"),
+                         (pipeline_qwenimage_edit_plus, "QwenImageEditPlusPipeline")):
+        monkeypatch.setattr(getattr(module, name), "_get_qwen_prompt_embeds", fixed)
+    monkeypatch.setattr(qwen_fixes, "QWEN_EDIT_PIPELINES", qwen_fixes.QWEN_EDIT_PIPELINES[:2])
+    status = qwen_fixes.rope_positions_status()
+    assert status["affected"] is False and "not affected" in status["message"]
