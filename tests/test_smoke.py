@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from tests.conftest import REPO
+from tests.conftest import REPO, make_benchmark, write_config
 
 
 def test_smoke_on_cpu_with_the_tiny_models(tmp_path, capsys):
@@ -38,9 +38,12 @@ def test_smoke_reports_an_edit_that_differs_from_the_model_card(tmp_path, capsys
     real = smoke.reference_edit
     # as if the editor's call had drifted from the card's: the reference is made with another seed
     monkeypatch.setattr(smoke, "reference_edit", lambda editor, req: real(editor, dataclasses.replace(req, seed=req.seed + 1)))
+    editor = {"class_path": "src.models.diffusion.implementations.qwen_image_edit.QwenImageEditModel",
+              "init_args": {"model_name": "tiny:qwen-image-edit", "device": "cpu", "dtype": "float32",
+                            "num_inference_steps": 2, "max_area": 1024}}
+    config = write_config(tmp_path / "c.yaml", make_benchmark(tmp_path / "b.json", n=1), editor=editor)  # fake judge
     out = tmp_path / "smoke"
-    code = main(["smoke", "--config", str(REPO / "config.yaml"), "--output-dir", str(out),
-                 "--set", "reward_model.init_args.model_name=tiny:qwen3-vl"])
+    code = main(["smoke", "--config", str(config), "--output-dir", str(out)])
     printed = capsys.readouterr().out
     assert code == 1
     result = json.loads((out / "smoke.json").read_text(encoding="utf-8"))
