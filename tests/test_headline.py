@@ -562,3 +562,14 @@ def test_rise_reasoning_dimension_is_not_read_from_the_explanation_text():
     query = next(q for q in get_protocol("rise").queries if q.dims == ("reasoning",))
     assert parse_values('{"reasoning": "The banana is brown.", "score": 4}', query).values == {"reasoning": 4.0}
     assert parse_values('{"reasoning": 2}', query).values == {"reasoning": 2.0}
+
+
+def test_problems_are_summarised_by_kind():
+    # a judge run with another protocol: every GEdit pair lacks SC/PQ -> one line in the summary
+    pairs = [{**p, "dimensions": {"overall": 5.0}} if p["status"] == "scored" else p for p in gedit_pairs()]
+    h = build_headline(pairs, seed=SEED)
+    assert len(h["problems"]) == 24
+    assert h["problem_summary"] == [{"problem": "dimensions: no SC/PQ: the GEdit score needs the viescore protocol; "
+                                                "counted as a failure", "pairs": 24, "first": "background_change/en/en-bg-0"}]
+    assert find(h["numbers"], "en", "O")["coverage"]["scored"] == 0
+    assert value(h["numbers"], "en", "O", "all_pairs") == 0.0

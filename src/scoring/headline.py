@@ -141,7 +141,18 @@ def build_headline(pairs: list[dict[str, Any]], *, seed: int, configured_format:
               for s in ("scored", "invalid_input", "edit_failed", "score_failed", "pending")}
     return {"format": fmt, "mirrors": MIRRORS[fmt], "scale": ctx.scale, "notes": ctx.notes,
             "pairs": len(pairs), "status_counts": counts, "numbers": ctx.numbers, "breakdown": ctx.breakdown,
-            "problems": ctx.problems}
+            "problems": [f"pair {where}: {what}" for where, what in ctx.problems],
+            "problem_summary": _summary(ctx.problems)}
+
+
+def _summary(problems: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The problems grouped by what went wrong (a judge without the benchmark's protocol gives the same
+    message for every pair): [{problem, pairs, first}] in order of first appearance."""
+    groups: dict[str, dict[str, Any]] = {}
+    for where, what in problems:
+        g = groups.setdefault(what, {"problem": what, "pairs": 0, "first": where})
+        g["pairs"] += 1
+    return list(groups.values())
 
 
 # ----------------------------------------------------------------------------- shared machinery
@@ -154,12 +165,16 @@ class _Ctx:
         self.n_resamples = n_resamples
         self.numbers: list[dict[str, Any]] = []
         self.breakdown: list[dict[str, Any]] = []
-        self.problems: list[str] = []
+        self.problems: list[tuple[str, str]] = []  # (category/pair, field: message)
+        self._seen: set[tuple[str, str]] = set()
         self.notes: list[str] = []
         self.scale = ""
 
     def problem(self, p: dict[str, Any], field: str, msg: str) -> None:
-        self.problems.append(f"pair {p['category']}/{p['pair_id']}: {field}: {msg}")
+        item = (f"{p['category']}/{p['pair_id']}", f"{field}: {msg}")
+        if item not in self._seen:  # a pair can be looked at twice (GEdit's full set and intersection subset)
+            self._seen.add(item)
+            self.problems.append(item)
 
     def mean(self, values: list[float]) -> dict[str, Any]:
         out = stats.mean_ci(values, seed=self.seed, n_resamples=self.n_resamples)
