@@ -49,14 +49,26 @@ def test_english_instructions_do_not_warn(tmp_path):
     assert instruction_language_warning(editors()["kontext"], bench.iter_pairs()) is None
 
 
-def test_the_pipeline_logs_the_warning(tmp_path, caplog):
+def test_the_pipeline_logs_the_warning(tmp_path):
     from src.models.diffusion.implementations.flux_kontext import FluxKontextModel
-    from src.pipeline import warn_instruction_language
+    from src.pipeline import log, warn_instruction_language
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
 
     bench = load_benchmark(str(make_benchmark(tmp_path / "b.json", categories=["因果"], n=1)), None, None)
-    with caplog.at_level(logging.WARNING, logger="src.pipeline"):
+    handler = Collect()  # on the logger itself: the console setup of main() may stop propagation
+    log.addHandler(handler)
+    try:
         warn_instruction_language(FluxKontextModel(), bench)
-    assert "1 of 1 instructions contain Chinese characters" in caplog.text
+    finally:
+        log.removeHandler(handler)
+    assert any("1 of 1 instructions contain Chinese characters" in m for m in handler.messages)
 
 
 def _png():
