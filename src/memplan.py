@@ -52,6 +52,9 @@ JUDGE_TEXT_TOKENS = 1024  # system + user prompt text tokens of one judge reques
 JUDGE_IMAGES_PER_REQUEST = 2  # original + edited
 VAE_COPIES = 4  # live full-resolution tensors in a VAE res-block (input, norm, activation, conv output)
 LOGITS_KEPT = 2  # the judge's logits mode uses logits_to_keep=2; generate keeps the last position
+ASSUMED_ORIGINAL = (4032, 3024)  # the judge's original image: a 12 MP photo, the worst common case
+AUTO_MAX_PIXELS = 1024 * 1024  # = src.models.reward.hf_vlm.AUTO_MAX_PIXELS (max_pixels: auto)
+DEFAULT_NEW_TOKENS, THINKING_NEW_TOKENS = 512, 8192  # = hf_vlm's max_new_tokens: null resolution
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float": 4, "float16": 2, "fp16": 2, "half": 2, "bfloat16": 2, "bf16": 2}
 
@@ -130,7 +133,8 @@ def scan_weights(folder: str | os.PathLike) -> dict[str, Any]:
     folder = Path(folder)
     out: dict[str, Any] = {"path": str(folder), "files": [], "missing_files": [], "parameters": 0,
                            "stored_bytes": 0, "stored_dtypes": {}, "castable_parameters": 0,
-                           "fixed_bytes": 0, "data_present": True, "format": None, "error": None}
+                           "fixed_bytes": 0, "data_present": True, "format": None, "error": None,
+                           "castable_numels": [], "fixed_tensor_bytes": []}
     index = _pick_index(folder)
     if index is not None:
         try:
@@ -176,8 +180,10 @@ def scan_weights(folder: str | os.PathLike) -> dict[str, Any]:
             out["stored_dtypes"][t["dtype"]] = out["stored_dtypes"].get(t["dtype"], 0) + t["numel"]
             if t["dtype"] in CASTABLE:
                 out["castable_parameters"] += t["numel"]
+                out["castable_numels"].append(t["numel"])
             else:
                 out["fixed_bytes"] += t["nbytes"]
+                out["fixed_tensor_bytes"].append(t["nbytes"])
     return out
 
 
@@ -266,7 +272,25 @@ def analyze_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                        config=_read_json(path / "config.json"))
         components.append(weights)
         weights["preprocessor"] = _read_json(path / "preprocessor_config.json")
+        weights["thinking"] = template_opens_thinking(path)
     return {"kind": kind, "components": components}
+
+
+def template_opens_thinking(path: Path) -> bool:
+    """True when the checkpoint's chat template (chat_template.jinja / .json, tokenizer_config.json) writes
+    "<think>" in its generation prompt (a Qwen3-VL-*-Thinking checkpoint). A text search, no rendering:
+    the judge itself renders the template at load."""
+    texts = []
+    if (path / "chat_template.jinja").is_file():
+        texts.append((path / "chat_template.jinja").read_text(encoding="utf-8", errors="replace"))
+    for name in ("chat_template.json", "tokenizer_config.json"):
+        value = _read_json(path / name).get("chat_template")
+        texts.extend([value] if isinstance(value, str) else [])
+    for text in texts:
+        tail = text.rsplit("add_generation_prompt", 1)[-1] if "add_generation_prompt" in text else ""
+        if "<think>" in tail.split("endif", 1)[0]:
+            return True
+    return False
 
 
 # ----------------------------------------------------------------------------- activation estimates
@@ -392,20 +416,19 @@ def judge_activations(ckpt: dict[str, Any], init_args: dict[str, Any], batch: in
     inter = _intermediate(tc, d)
 
     pre = comp.get("preprocessor") or {}
-    size = pre.get("size") if isinstance(pre.get("size"), dict) else {}
-    max_pixels = init_args.get("max_pixels") or pre.get("max_pixels") or size.get("longest_edge")
-    min_pixels = init_args.get("min_pixels") or pre.get("min_pixels") or size.get("shortest_edge")
-    pixels = int(image_area)
-    if max_pixels:
-        pixels = min(pixels, int(max_pixels))
-    if min_pixels:
-        pixels = max(pixels, int(min_pixels))
-    patch = int(vc.get("patch_size") or 16)
-    merge = int(vc.get("spatial_merge_size") or 2)
-    p_v = pixels // (patch * patch)
-    t_v = p_v // (merge * merge)
-    seq = JUDGE_TEXT_TOKENS + JUDGE_IMAGES_PER_REQUEST * t_v
-    new = int(init_args.get("max_new_tokens") or 512) if init_args.get("scoring", "generate") == "generate" else 1
+    patch = int(pre.get("patch_size") or vc.get("patch_size") or 16)
+    merge = int(pre.get("merge_size") or vc.get("spatial_merge_size") or 2)
+    tokens = judge_image_tokens(pre, init_args, image_area, patch, merge)
+    p_v = tokens["patches_per_request"] // JUDGE_IMAGES_PER_REQUEST  # mean vision patches per image
+    seq = JUDGE_TEXT_TOKENS + tokens["tokens_per_request"]
+    if tokens.get("note"):
+        notes.append(tokens["note"])
+    if init_args.get("scoring", "generate") != "generate":
+        new = 1
+    elif init_args.get("max_new_tokens"):
+        new = int(init_args["max_new_tokens"])
+    else:  # null: as the judge resolves it at load (src/models/reward/hf_vlm.py)
+        new = THINKING_NEW_TOKENS if comp.get("thinking") else DEFAULT_NEW_TOKENS
     dv = int(vc.get("hidden_size") or 0)
     iv = int(vc.get("intermediate_size") or 4 * dv)
 
@@ -417,8 +440,70 @@ def judge_activations(ckpt: dict[str, Any], init_args: dict[str, Any], batch: in
     if init_args.get("attn_implementation") == "eager":
         phases["eager_attention"] = batch * heads * seq * seq * 4
     total = kv + max(prefill, vision) + logits + phases.get("eager_attention", 0)
-    return {"bytes": total, "phases": phases, "assumed_pixels_per_image": pixels, "sequence_tokens": seq,
+    return {"bytes": total, "phases": phases, "image_tokens": tokens, "sequence_tokens": seq,
             "new_tokens": new, "notes": notes}
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """The Qwen-VL image processors' resize (transformers 5.23 `qwen2_vl...smart_resize`, used by Qwen2-VL,
+    Qwen2.5-VL and Qwen3-VL): both sides multiples of `factor` (patch * merge), the area within
+    [min_pixels, max_pixels], the aspect ratio kept. Re-implemented here so the plan needs no transformers."""
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def judge_pixel_budget(pre: dict[str, Any], init_args: dict[str, Any]) -> tuple[int | None, int | None, str]:
+    """(min_pixels, max_pixels, where from) as the judge applies them (src/models/reward/hf_vlm.py): the
+    init_args, "auto" = the checkpoint's max capped at AUTO_MAX_PIXELS, null = the checkpoint's
+    (preprocessor_config.json `size.shortest_edge/longest_edge` or legacy `min_pixels/max_pixels`)."""
+    size = pre.get("size") if isinstance(pre.get("size"), dict) else {}
+    ck_min = size.get("shortest_edge") or pre.get("min_pixels")
+    ck_max = size.get("longest_edge") or pre.get("max_pixels")
+    lo = init_args.get("min_pixels") or ck_min
+    hi = init_args.get("max_pixels", "auto")
+    if hi == "auto":
+        if ck_max is None:
+            return lo, None, "no pixel budget in preprocessor_config.json"
+        return lo, min(int(ck_max), AUTO_MAX_PIXELS), f"auto: min(checkpoint {ck_max}, {AUTO_MAX_PIXELS})"
+    if hi is None:
+        return lo, (int(ck_max) if ck_max else None), "the checkpoint's"
+    return lo, int(hi), "init_args"
+
+
+def judge_image_tokens(pre: dict[str, Any], init_args: dict[str, Any], image_area: int, patch: int,
+                       merge: int) -> dict[str, Any]:
+    """Vision tokens of one judge request (original + edited), counted as the Qwen-VL processors count
+    them: smart_resize to the pixel budget, (h/patch)*(w/patch) patches, merge^2 patches per token.
+    The edited image is the editor's working area (square); the original is assumed to be a 12 MP photo
+    (ASSUMED_ORIGINAL, 4032 x 3024): its tokens are what max_pixels allows."""
+    lo, hi, source = judge_pixel_budget(pre, init_args)
+    factor = patch * merge
+    side = int(math.sqrt(image_area))
+    out: dict[str, Any] = {"min_pixels": lo, "max_pixels": hi, "budget": source, "patch": patch, "merge": merge,
+                           "assumed_original": list(ASSUMED_ORIGINAL)}
+    if hi is None:  # not a Qwen-VL-style processor: the area itself (capped at nothing)
+        per = {"original": ASSUMED_ORIGINAL[0] * ASSUMED_ORIGINAL[1] // (patch * patch),
+               "edited": side * side // (patch * patch)}
+        out["note"] = "the judge's image processor has no pixel budget: image tokens estimated from the raw areas"
+    else:
+        per = {}
+        for name, (w, h) in (("original", ASSUMED_ORIGINAL), ("edited", (side, side))):
+            rh, rw = smart_resize(h, w, factor, int(lo or factor * factor), int(hi))
+            per[name] = (rh // patch) * (rw // patch)
+    out["patches"] = per
+    out["tokens"] = {k: v // (merge * merge) for k, v in per.items()}
+    out["patches_per_request"] = sum(per.values())
+    out["tokens_per_request"] = sum(out["tokens"].values())
+    return out
 
 
 # ----------------------------------------------------------------------------- one model
@@ -445,7 +530,7 @@ def describe_model(role: str, spec: dict[str, Any]) -> dict[str, Any]:
         "dtype": dtype, "bytes_per_param": nbytes, "batch_size": int(args.get("batch_size") or 1),
         "device": str(args.get("device") or "auto"), "available": False, "reason": None, "source": None,
         "path": None, "kind": None, "components": [], "parameters": None, "stored_bytes": None,
-        "weight_bytes": None, "notes": [],
+        "weight_bytes": None, "pinned_bytes": None, "device_map": args.get("device_map"), "notes": [],
     }
     if nbytes is None:
         entry["notes"].append(f"unknown dtype {dtype!r}: weights counted at their stored size")
@@ -498,6 +583,18 @@ def describe_model(role: str, spec: dict[str, Any]) -> dict[str, Any]:
     entry["parameters"] = sum(c["parameters"] for c in entry["components"])
     entry["stored_bytes"] = sum(c["stored_bytes"] for c in entry["components"])
     entry["weight_bytes"] = sum(c["weight_bytes"] for c in entry["components"])
+    # What an offload of this model pins: one exact arena (src/residency.py), each tensor 512-byte aligned;
+    # per-tensor pin_memory() would round each tensor up to a power of two instead (shown for comparison).
+    sizes = [n * (nbytes or 0) if nbytes else 0 for c in ckpt["components"] for n in c["castable_numels"]]
+    if not nbytes:  # unknown dtype: stored sizes
+        sizes = []
+        entry["pinned_bytes"] = entry["weight_bytes"]
+    else:
+        sizes += [b for c in ckpt["components"] for b in c["fixed_tensor_bytes"]]
+        from src.residency import caching_allocator_pinned_bytes, pinned_arena_bytes
+
+        entry["pinned_bytes"] = pinned_arena_bytes(sizes)
+        entry["pinned_bytes_if_rounded"] = caching_allocator_pinned_bytes(sizes)
     return entry
 
 
@@ -541,6 +638,36 @@ def query_gpus() -> list[dict[str, Any]]:
         return []
 
 
+def size_bytes(value: Any) -> int | None:
+    """A max_memory value (bytes, or "70GiB" / "80GB" / "512MiB") in bytes; None when unreadable."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    import re
+
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B|B)\s*$", str(value).upper())
+    if not m:
+        return None
+    unit = m.group(2)
+    base = 1024 if "I" in unit else 1000
+    power = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit[0]]
+    return int(float(m.group(1)) * base**power)
+
+
+def _spread_pool(gpus: list[dict[str, Any]], caps: dict) -> int | None:
+    """Free memory a device_map can use: the sum over the visible GPUs, each capped by max_memory[index]."""
+    if not gpus:
+        return None
+    total = 0
+    for g in gpus:
+        free = g["free_bytes"]
+        if free is None:
+            return None
+        cap = caps.get(g["index"], caps.get(str(g["index"]))) if caps else None
+        capped = size_bytes(cap) if cap is not None else None
+        total += min(free, capped) if capped is not None else free
+    return total
+
+
 def host_available() -> int | None:
     try:
         import psutil
@@ -550,9 +677,16 @@ def host_available() -> int | None:
         return None
 
 
-def _target(device: str, n_gpus: int) -> tuple[str, str | None]:
-    """The memory pool a model lands in: 'cuda:N' or 'host', plus a note when the config can't be met."""
+def _target(device: str, n_gpus: int, device_map: Any = None) -> tuple[str, str | None]:
+    """The memory pool a model lands in: 'cuda:N', 'cuda:all' (a device_map over every visible GPU) or
+    'host', plus a note when the config can't be met."""
     d = device.lower()
+    if device_map is not None and d in ("auto", "cuda"):
+        if n_gpus == 0:
+            return "host", "device_map with no GPU: accelerate places the model in host RAM"
+        return "cuda:all", (f"device_map {device_map!r}: spread over {n_gpus} GPU(s), compared with their summed "
+                            "free memory (capped by max_memory); each GPU also needs room for the activations "
+                            "of the layers it holds, so leave headroom")
     if d == "cpu":
         return "host", None
     if d == "auto":
@@ -601,7 +735,10 @@ def plan(editor_spec: dict, judge_spec: dict, mode: str = "two_stage", gpu_free_
     image_area = min(int(max_area), DEFAULT_EDIT_AREA) if max_area else DEFAULT_EDIT_AREA
 
     for role, entry in models.items():
-        target, note = _target(entry["device"], len(gpus))
+        target, note = _target(entry["device"], len(gpus), entry.get("device_map"))
+        if target == "cuda:all":
+            caps = _init_args(specs[role]).get("max_memory") or {}
+            pools["cuda:all"] = _spread_pool(gpus, caps)
         entry["target"] = target
         entry["free_bytes"] = pools.get(target)
         if note:
@@ -661,7 +798,8 @@ def plan(editor_spec: dict, judge_spec: dict, mode: str = "two_stage", gpu_free_
         if mode == "two_stage":
             residency = "release"
         else:  # interleaved: the model not in use waits in host RAM
-            offload_need = int(max(editor["weight_bytes"], judge["weight_bytes"]) * (1 + MARGIN_FRACTION))
+            # Both models' pinned arenas live at once: each PinnedOffload keeps its arena for reuse.
+            offload_need = int((editor["pinned_bytes"] + judge["pinned_bytes"]) * (1 + MARGIN_FRACTION))
             if not on_gpu:
                 residency = "does not fit"
                 reasons.append("interleaved keeps both models loaded, and without a GPU both live in host RAM, "
@@ -814,10 +952,20 @@ def format_plan(p: dict) -> str:
                          f"[{dtypes}] -> {_gib(c['weight_bytes'])} in {m['dtype']}")
         phases = ", ".join(f"{k} {_gib(v)}" for k, v in (m.get("activation_detail", {}).get("phases") or {}).items())
         lines.append(f"  activations (b={m['batch_size']}): {_gib(m['activation_bytes'])} [{phases}]")
+        tok = (m.get("activation_detail") or {}).get("image_tokens")
+        if tok:
+            w, h = tok["assumed_original"]
+            lines.append(f"  image tokens per request: original ({w}x{h} photo) {tok['tokens']['original']} + edited "
+                         f"{tok['tokens']['edited']} = {tok['tokens_per_request']} (max_pixels {tok['max_pixels']}, "
+                         f"{tok['budget']}); new tokens {m['activation_detail'].get('new_tokens')}")
+        if m.get("pinned_bytes") is not None:
+            rounded = m.get("pinned_bytes_if_rounded")
+            lines.append(f"  pinned if offloaded: {_gib(m['pinned_bytes'])} (one exact arena"
+                         + (f"; per-tensor pin_memory() would hold {_gib(rounded)})" if rounded else ")"))
     if p.get("together_peak_bytes") is not None:
         lines.append(f"both loaded together: ~{_gib(p['together_peak_bytes'])}")
     if p.get("offload_host_bytes") is not None:
-        lines.append(f"offload needs in host RAM: ~{_gib(p['offload_host_bytes'])}")
+        lines.append(f"offload needs in host RAM: ~{_gib(p['offload_host_bytes'])} (both models' pinned arenas)")
     lines.append("")
     lines.append(f"residency: {p['residency']}")
     shown = {f"{role}: {m['reason']}": role for role, m in p["models"].items() if not m["available"]}

@@ -380,8 +380,8 @@ def release(model, name: str, stats: Stats) -> None:
 
 def choose_residency_for(cfg: RunConfig) -> dict[str, str]:
     """The residency policy (`pipeline.residency`), `auto` decided from the memory plan."""
-    plan = None
-    if cfg.residency == "auto" and cfg.mode == "interleaved":
+    plan = None  # `resident` / `offload` are checked against the plan in both modes; auto decides from it
+    if cfg.residency in ("resident", "offload") or (cfg.residency == "auto" and cfg.mode == "interleaved"):
         from src.memplan import plan as memory_plan
 
         plan = memory_plan(cfg.editor.to_dict(), cfg.judge.to_dict(), mode=cfg.mode)

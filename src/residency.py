@@ -10,8 +10,12 @@ Policy (`pipeline.residency`, see docs/residency.md):
               models' host copies fit in host RAM, else release (reload at every swap, slow) with a warning.
 
 `PinnedOffload` moves a list of `nn.Module`s between the GPU and host RAM with one copy per tensor,
-into page-locked (pinned) host buffers that are allocated on the first offload and REUSED on every
-later one (nothing re-allocated, asynchronous copies possible). Parameters and buffers keep their
+into ONE page-locked host arena sized exactly (each copy aligned to 512 bytes; `pinned_arena_bytes`),
+allocated and registered (cudaHostRegister) on the first offload and REUSED on every later one (nothing
+re-allocated, asynchronous copies possible). Not `tensor.pin_memory()`: torch's caching host allocator
+rounds each block up to a power of two (a 53.7 GiB editor would hold ~89.6 GiB pinned). Each tensor goes
+back to the device it came from (models spread by a device_map), and `close()` (on release) unregisters
+the arena and empties torch's pinned host cache. Parameters and buffers keep their
 identity: only `tensor.data` is re-pointed, so the optimizer-free inference modules (and any references
 the pipeline holds to them) stay valid.
 
@@ -44,10 +48,10 @@ def _gib(n: int | float | None) -> str:
 
 
 def offload_host_need(plan: dict) -> int | None:
-    """Host RAM the `offload` policy holds: BOTH models' weights (+ margin), since `PinnedOffload` keeps
-    each model's pinned buffers for reuse (the plan's own `offload_host_bytes` counts only the larger one)."""
+    """Host RAM the `offload` policy holds: BOTH models' pinned arenas (`pinned_bytes`, else the weights; +
+    margin), since each model's `PinnedOffload` keeps its arena for reuse."""
     models = plan.get("models") or {}
-    sizes = [m.get("weight_bytes") for m in models.values()]
+    sizes = [m.get("pinned_bytes") or m.get("weight_bytes") for m in models.values()]
     if not sizes or any(s is None for s in sizes):
         return None
     margin = (plan.get("assumptions") or {}).get("margin_fraction", 0.10)
@@ -72,6 +76,12 @@ def choose_residency(policy: str, mode: str, plan: dict | None) -> tuple[str, st
             return "resident", (f"WARNING: residency resident as configured, but the memory plan estimates the two "
                                 f"models do not fit together (~{_gib(together)} needed); expect out-of-memory "
                                 "errors (batches shrink, weights cannot); offload or release would fit better")
+        if policy == "offload" and plan is not None:
+            need, host = offload_host_need(plan), (plan.get("memory") or {}).get("host_available_bytes")
+            if need is not None and host is not None and need > host:
+                return "offload", (f"WARNING: residency offload as configured, but the two models' pinned host copies "
+                                   f"(~{_gib(need)}) exceed the host RAM available ({_gib(host)}); expect the "
+                                   "offload to fail or the machine to swap; release would fit")
         if mode == "two_stage" and policy != "release":
             return policy, (f"configured ({policy}); two_stage uses each model once, so keeping the editor after "
                             "stage 1 only holds memory the judge could use")
@@ -132,21 +142,59 @@ def _collect(modules: list) -> list[tuple[tuple, Any]]:
     return out
 
 
-class PinnedOffload:
-    """Moves `modules` between a device and reusable (pinned) host buffers. See the module docstring.
+PIN_ALIGN = 512  # bytes: every host copy starts at a multiple of this inside the arena (any dtype's alignment)
 
-    offload()       -> (seconds, bytes): device -> host, into buffers allocated once, then reused.
-    restore(device) -> (seconds, bytes): host -> device, one `.to(device, non_blocking=True)` per tensor,
-                       then a synchronize.
+
+def pinned_arena_bytes(tensor_bytes) -> int:
+    """Host bytes `PinnedOffload` pins for tensors of these sizes: one arena, each copy aligned to PIN_ALIGN.
+    Exact, unlike `tensor.pin_memory()`, whose caching host allocator rounds every block up to a power of
+    two (CachingHostAllocator.h, `PowerOf2Ceil`): a 53.7 GiB editor would pin ~89.6 GiB that way."""
+    end = 0
+    for n in tensor_bytes:
+        end = -(-end // PIN_ALIGN) * PIN_ALIGN + int(n)
+    return end
+
+
+def caching_allocator_pinned_bytes(tensor_bytes) -> int:
+    """What per-tensor `pin_memory()` would hold: each block rounded up to the next power of two."""
+    return sum(1 << (int(n) - 1).bit_length() if n > 1 else int(n) for n in tensor_bytes)
+
+
+def empty_host_cache() -> None:
+    """Return the caching host allocator's free pinned blocks to the OS (torch._C._host_emptyCache; torch
+    has no public name for it in 2.13). A no-op without CUDA. NOT RUN ON A GPU here."""
+    try:
+        import torch
+
+        if torch.cuda.is_available() and hasattr(torch._C, "_host_emptyCache"):
+            torch._C._host_emptyCache()
+    except Exception:  # noqa: BLE001 - best effort on release
+        pass
+
+
+class PinnedOffload:
+    """Moves `modules` between their devices and one reusable pinned host arena. See the module docstring.
+
+    offload()       -> (seconds, bytes): device -> host, into views of ONE host arena sized exactly
+                       (`pinned_arena_bytes`), allocated and page-locked (cudaHostRegister) on the first
+                       offload, then reused. Each tensor's device is remembered.
+    restore(device) -> (seconds, bytes): host -> the device each tensor came from (a model spread by a
+                       device_map returns to its GPUs; `device` is used only for a tensor never offloaded
+                       by this object), one `.to(device, non_blocking=True)` per tensor, then a synchronize.
+    close()         -> unregister and drop the arena, then empty torch's pinned host cache.
     `bytes` is the size of the modules' parameters and buffers (what a move transfers); on CPU nothing is
-    copied and the seconds are ~0. `pin=None` pins when CUDA is available.
+    copied and the seconds are ~0. `pin=None` pins when CUDA is available. If page-locking fails the
+    arena stays pageable (copies are then synchronous) and `pinned` says so.
     """
 
     def __init__(self, modules: list, pin: bool | None = None) -> None:
         self.modules = [m for m in modules if m is not None]
         self.pin = pin
-        self.host: dict[tuple, Any] = {}  # key -> host buffer (pinned on CUDA machines)
-        self.allocations = 0  # host buffers allocated so far (stays constant after the first offload)
+        self.host: dict[tuple, Any] = {}  # key -> view of the arena (the tensor's host copy)
+        self.devices: dict[tuple, Any] = {}  # key -> the device the tensor was offloaded from
+        self.arena = None  # one uint8 host tensor holding every host copy
+        self.pinned = False  # the arena is page-locked (cudaHostRegister succeeded)
+        self.allocations = 0  # arenas allocated so far (1 after the first offload, unless the layout changed)
 
     # -- the seams the tests replace (the CUDA path cannot run here)
     def _pinning(self) -> bool:
@@ -160,11 +208,26 @@ class PinnedOffload:
     def _on_host(t) -> bool:
         return t.device.type == "cpu"
 
-    def _alloc_host(self, t):
+    @staticmethod
+    def _alloc_arena(nbytes: int):
         import torch
 
-        host = torch.empty_like(t, device="cpu")
-        return host.pin_memory() if self._pinning() else host  # pin_memory() raises without CUDA
+        return torch.empty(max(int(nbytes), 1), dtype=torch.uint8)  # pageable until _register pins it
+
+    @staticmethod
+    def _register(arena) -> bool:  # pragma: no cover - GPU-only path
+        """Page-lock the arena in place: cudaHostRegister(ptr, size, cudaHostRegisterDefault), exact size."""
+        import torch
+
+        cudart = torch.cuda.cudart()
+        err = cudart.cudaHostRegister(arena.data_ptr(), arena.numel(), 0)
+        return int(getattr(err, "value", err)) == 0
+
+    @staticmethod
+    def _unregister(arena) -> None:  # pragma: no cover - GPU-only path
+        import torch
+
+        torch.cuda.cudart().cudaHostUnregister(arena.data_ptr())
 
     @staticmethod
     def _to_device(t, device):
@@ -177,6 +240,35 @@ class PinnedOffload:
         if torch.cuda.is_available():  # not run here (no GPU)
             torch.cuda.synchronize(device)
 
+    # -- the arena
+    def _layout_matches(self, moving) -> bool:
+        return self.arena is not None and all(
+            key in self.host and self.host[key].shape == t.shape and self.host[key].dtype == t.dtype
+            for key, t in moving)
+
+    def _build_arena(self, moving) -> None:
+        self._free_arena()
+        arena = self._alloc_arena(pinned_arena_bytes(_tensor_bytes(t) for _, t in moving))
+        self.allocations += 1
+        self.pinned = bool(self._pinning() and self._register(arena))
+        if self._pinning() and not self.pinned:
+            import logging
+
+            logging.getLogger(__name__).warning("could not page-lock the %s host arena (cudaHostRegister failed): "
+                                                "offload copies will be synchronous", _gib(arena.numel()))
+        end = 0
+        for key, t in moving:
+            start = -(-end // PIN_ALIGN) * PIN_ALIGN
+            end = start + _tensor_bytes(t)
+            self.host[key] = arena[start:end].view(t.dtype).view(t.shape)
+        self.arena = arena
+
+    def _free_arena(self) -> None:
+        if self.arena is not None and self.pinned:
+            self._unregister(self.arena)
+        self.arena, self.pinned = None, False
+        self.host.clear()
+
     # -- the moves
     def offload(self) -> tuple[float, int]:
         t0 = time.perf_counter()
@@ -186,14 +278,11 @@ class PinnedOffload:
         if not moving:  # CPU: already in host memory
             return time.perf_counter() - t0, nbytes
         # CUDA path below: NOT RUN ON A GPU here (tested with monkeypatched seams)
-        pinned = self._pinning()
+        if not self._layout_matches(moving):
+            self._build_arena(moving)
         for key, t in moving:
-            host = self.host.get(key)
-            if host is None or host.shape != t.shape or host.dtype != t.dtype:
-                host = self._alloc_host(t)
-                self.host[key] = host
-                self.allocations += 1
-            host.copy_(t.detach(), non_blocking=pinned)
+            self.devices[key] = t.device
+            self.host[key].copy_(t.detach(), non_blocking=self.pinned)
         for device in {t.device for _, t in moving}:  # host copies complete before device memory goes
             self._synchronize(device)
         for key, t in moving:
@@ -207,20 +296,27 @@ class PinnedOffload:
         if str(device).startswith("cpu"):
             return time.perf_counter() - t0, nbytes
         # CUDA path below: NOT RUN ON A GPU here (tested with monkeypatched seams)
-        for _, t in entries:
+        targets = set()
+        for key, t in entries:
             if self._on_host(t):
-                t.data = self._to_device(t.data, device)  # the host buffer stays in self.host for reuse
-        self._synchronize(device)
+                target = self.devices.get(key, device)
+                t.data = self._to_device(t.data, target)  # the host copy stays in the arena for reuse
+                targets.add(str(target))
+        for target in sorted(targets) or [str(device)]:
+            self._synchronize(target)
         return time.perf_counter() - t0, nbytes
 
     def host_bytes(self) -> int:
-        """Host RAM held by the reusable buffers."""
-        return sum(_tensor_bytes(h) for h in self.host.values())
+        """Host RAM held by the arena (what is pinned)."""
+        return 0 if self.arena is None else int(self.arena.numel())
 
     def close(self) -> None:
-        """Drop the host buffers and the module references (on release)."""
-        self.host.clear()
+        """Drop the arena (unregistered first) and the module references, and empty torch's pinned cache."""
+        self._free_arena()
+        self.devices.clear()
         self.modules = []
+        empty_host_cache()
 
 
-__all__ = ["POLICIES", "choose_residency", "offload_host_need", "PinnedOffload", "module_bytes"]
+__all__ = ["POLICIES", "choose_residency", "offload_host_need", "PinnedOffload", "module_bytes", "PIN_ALIGN",
+           "pinned_arena_bytes", "caching_allocator_pinned_bytes", "empty_host_cache"]

@@ -305,11 +305,13 @@ def test_activation_formulas():
         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 100},
         "vision_config": {"hidden_size": 32, "intermediate_size": 64, "patch_size": 16, "spatial_merge_size": 2}},
-        "preprocessor": {}}]}
+        "preprocessor": {"size": {"shortest_edge": 65536, "longest_edge": 16777216}}}]}
     act = memplan.judge_activations(ckpt, {"scoring": "generate", "max_new_tokens": 10}, batch=2, nbytes=2,
                                     image_area=256 * 256)
-    t_v = (256 * 256 // 16**2) // 4
-    seq = memplan.JUDGE_TEXT_TOKENS + 2 * t_v
+    # max_pixels auto (1024*1024): the 4032x3024 original -> 864x1152 -> 54*72 patches -> 972 tokens;
+    # the 256x256 edit stays 256x256 -> 16*16 patches -> 64 tokens (4 patches per token).
+    assert act["image_tokens"]["tokens"] == {"original": 972, "edited": 64}
+    seq = memplan.JUDGE_TEXT_TOKENS + 972 + 64
     assert act["sequence_tokens"] == seq
     assert act["phases"]["kv_cache"] == 2 * 3 * 2 * 16 * (seq + 10) * 2 * 2
     assert act["phases"]["prefill"] == 2 * seq * (4 * 64 + 3 * 128) * 2
@@ -332,6 +334,85 @@ def test_activation_formulas():
     # MoE: the per-token MLP width is top-k experts, not all experts
     assert memplan._intermediate({"num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768,
                                   "intermediate_size": 6144}, 2048) == 8 * 768
+
+
+def test_judge_image_tokens_follow_max_pixels():
+    pre = {"size": {"shortest_edge": 65536, "longest_edge": 16777216}}  # Qwen3-VL's preprocessor_config.json
+    capped = memplan.judge_image_tokens(pre, {}, 1024 * 1024, patch=16, merge=2)
+    uncapped = memplan.judge_image_tokens(pre, {"max_pixels": None}, 1024 * 1024, patch=16, merge=2)
+    # 12 MP photo: 3008x4032 within the checkpoint's 16.7 MP budget -> 188*252/4 = 11,844 tokens
+    assert uncapped["tokens"]["original"] == 188 * 252 // 4 and uncapped["budget"] == "the checkpoint's"
+    assert capped["tokens"]["original"] == 972 and capped["max_pixels"] == 1024 * 1024
+    assert capped["tokens"]["edited"] == uncapped["tokens"]["edited"] == 1024 * 1024 // 32**2
+    explicit = memplan.judge_image_tokens(pre, {"max_pixels": 256 * 32 * 32}, 1024 * 1024, patch=16, merge=2)
+    assert explicit["tokens_per_request"] <= 2 * 256 and explicit["budget"] == "init_args"
+
+
+@pytest.mark.parametrize("size", [(4032, 3024), (3024, 4032), (1000, 37), (224, 224), (100, 2000), (5, 40)])
+def test_smart_resize_equals_transformers(size):
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    w, h = size
+    for factor, lo, hi in ((28, 3136, 12845056), (32, 65536, 1048576), (16, 1024, 2304)):
+        assert memplan.smart_resize(h, w, factor, lo, hi) == smart_resize(h, w, factor, lo, hi)
+
+
+def test_judge_image_tokens_equal_the_tiny_processors_count(tiny_paths):
+    from PIL import Image
+
+    from src.models.reward.qwen_vl_common import load_qwen_vl_processor
+
+    processor = load_qwen_vl_processor(tiny_paths["judge"])
+    pre = json.loads((Path(tiny_paths["judge"]) / "preprocessor_config.json").read_text())
+    tokens = memplan.judge_image_tokens(pre, {}, 48 * 48, patch=pre["patch_size"], merge=pre["merge_size"])
+    size = {"shortest_edge": tokens["min_pixels"], "longest_edge": tokens["max_pixels"]}
+    for name, (w, h) in (("original", memplan.ASSUMED_ORIGINAL), ("edited", (48, 48))):
+        grid = processor.image_processor(images=[Image.new("RGB", (w, h))], size=size)["image_grid_thw"]
+        assert int(grid.prod()) == tokens["patches"][name]
+
+
+def test_pinned_bytes_are_predicted_and_both_models_count(big):
+    p = plan(editor_spec(big["editor"]), judge_spec(big["judge"]), mode="interleaved",
+             gpu_free_bytes=[80 * GIB], host_available_bytes=512 * GIB)
+    ed, ju = p["models"]["editor"], p["models"]["judge"]
+    for m, tensors in ((ed, 5), (ju, 2)):  # the big fixtures hold 5 and 2 tensors
+        assert m["weight_bytes"] <= m["pinned_bytes"] < m["weight_bytes"] + tensors * 512
+        assert m["pinned_bytes_if_rounded"] > m["pinned_bytes"]  # power-of-two rounding per tensor
+    assert p["residency"] == "offload"
+    assert p["offload_host_bytes"] == int((ed["pinned_bytes"] + ju["pinned_bytes"]) * 1.1)
+    assert "pinned if offloaded" in format_plan(p)
+
+
+def test_device_map_spreads_the_judge_over_the_gpus(big):
+    one = plan(editor_spec(big["editor"]), judge_spec(big["judge"]), gpu_free_bytes=[40 * GIB, 40 * GIB],
+               host_available_bytes=256 * GIB)
+    assert one["models"]["judge"]["target"] == "cuda:0" and one["models"]["judge"]["fits_alone"] is False
+    spread = plan(editor_spec(big["editor"]), judge_spec(big["judge"], device_map="auto"),
+                  gpu_free_bytes=[40 * GIB, 40 * GIB], host_available_bytes=256 * GIB)
+    judge = spread["models"]["judge"]
+    assert judge["target"] == "cuda:all" and judge["free_bytes"] == 80 * GIB and judge["fits_alone"] is True
+    assert any("device_map" in n for n in judge["notes"])
+    capped = plan(editor_spec(big["editor"]), judge_spec(big["judge"], device_map="auto",
+                                                         max_memory={0: "20GiB", 1: "20GiB"}),
+                  gpu_free_bytes=[40 * GIB, 40 * GIB], host_available_bytes=256 * GIB)
+    assert capped["models"]["judge"]["free_bytes"] == 40 * GIB
+    assert memplan.size_bytes("70GiB") == 70 * GIB and memplan.size_bytes("1GB") == 10**9
+
+
+def test_thinking_checkpoint_plans_its_longer_replies(big, tmp_path):
+    think = tmp_path / "thinking"
+    think.mkdir()
+    for f in Path(big["judge"]).iterdir():
+        (think / f.name).symlink_to(f)
+    (think / "chat_template.jinja").write_text(
+        "{%- for m in messages %}{{ m.content }}{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}")
+    args = {"max_new_tokens": None}
+    plain = plan(editor_spec(big["editor"]), judge_spec(big["judge"], **args), gpu_free_bytes=[80 * GIB],
+                 host_available_bytes=256 * GIB)["models"]["judge"]["activation_detail"]
+    thinking = plan(editor_spec(big["editor"]), judge_spec(str(think), **args), gpu_free_bytes=[80 * GIB],
+                    host_available_bytes=256 * GIB)["models"]["judge"]["activation_detail"]
+    assert plain["new_tokens"] == 512 and thinking["new_tokens"] == 8192
 
 
 # ----------------------------------------------------------------------------- not on disk

@@ -72,7 +72,8 @@ def test_signature_defaults():
     assert params["scoring"].default == "generate"
     assert params["max_new_tokens"].default is None  # 512, or 8192 for thinking checkpoints (at load)
     assert params["max_retries"].default == 2
-    assert params["min_pixels"].default is None and params["max_pixels"].default is None
+    assert params["min_pixels"].default is None and params["max_pixels"].default == "auto"
+    assert params["device_map"].default is None and params["max_memory"].default is None
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from src.models.base import BaseEditModel
-from src.residency import PinnedOffload, choose_residency, module_bytes, offload_host_need
+from src.residency import (
+    PIN_ALIGN,
+    PinnedOffload,
+    caching_allocator_pinned_bytes,
+    choose_residency,
+    module_bytes,
+    offload_host_need,
+    pinned_arena_bytes,
+)
 
 GIB = 1024**3
 
@@ -51,6 +59,11 @@ def fake_plan(both_fit, editor_gib=40, judge_gib=60, host_gib=256, gpus=1, fits_
     ("resident", "interleaved", fake_plan(False, together=150 * GIB), "resident", True),  # kept, with a warning
     ("resident", "interleaved", None, "resident", False),
     ("offload", "two_stage", None, "offload", False),
+    # two_stage is checked against the plan too (pipeline.choose_residency_for computes it for these)
+    ("resident", "two_stage", fake_plan(False, together=150 * GIB), "resident", True),
+    ("offload", "two_stage", fake_plan(False, host_gib=64), "offload", True),  # 110 GiB pinned > 64 GiB host
+    ("offload", "interleaved", fake_plan(False, host_gib=64), "offload", True),
+    ("offload", "two_stage", fake_plan(False), "offload", False),
 ])
 def test_choose_residency(policy, mode, plan, chosen, warns):
     got, reason = choose_residency(policy, mode, plan)
@@ -69,6 +82,22 @@ def test_choose_residency_rejects_unknown_values():
 def test_offload_host_need_counts_both_models():
     assert offload_host_need(fake_plan(False, 40, 60)) == int(100 * GIB * 1.1)
     assert offload_host_need(fake_plan(False, None, 60)) is None
+    pinned = fake_plan(False, 40, 60)
+    pinned["models"]["editor"]["pinned_bytes"] = 41 * GIB  # the plan's exact arena size wins over the weights
+    assert offload_host_need(pinned) == int(101 * GIB * 1.1)
+
+
+def test_two_stage_resident_and_offload_are_checked_against_the_plan(monkeypatch):
+    from src import pipeline
+
+    seen = []
+    monkeypatch.setattr("src.memplan.plan", lambda *a, **k: seen.append(k.get("mode")) or fake_plan(False, host_gib=64))
+    cfg = type("Cfg", (), {"residency": "offload", "mode": "two_stage", "editor": None, "judge": None})()
+    cfg.editor = cfg.judge = type("Spec", (), {"to_dict": lambda self: {}})()
+    got = pipeline.choose_residency_for(cfg)
+    assert seen == ["two_stage"] and got["chosen"] == "offload" and got["reason"].startswith("WARNING")
+    cfg.residency = "release"  # release needs no plan
+    assert pipeline.choose_residency_for(cfg)["chosen"] == "release" and seen == ["two_stage"]
 
 
 class Small(nn.Module):
@@ -103,7 +132,7 @@ def test_cpu_offload_restore_are_noops_with_the_bytes_that_would_move():
         assert b == total and 0 <= s < 1.0
         s, b = off.restore("cpu")
         assert b == total and 0 <= s < 1.0
-    assert off.allocations == 0 and off.host == {}  # nothing copied on CPU
+    assert off.allocations == 0 and off.host == {} and off.arena is None  # nothing copied on CPU
     assert [t.data_ptr() for t in list(m.parameters()) + list(m.buffers())] == ptrs
     assert torch.equal(m(x), y0)
 
@@ -113,7 +142,7 @@ def fake_cuda(monkeypatch):
     """Stand-ins for the CUDA path: 'device' tensors are CPU clones remembered by data_ptr;
     pin_memory() is counted (a real one raises without CUDA)."""
     device_ptrs: set[int] = set()
-    calls = {"pin": 0, "to_device": 0, "sync": 0}
+    calls = {"pin": 0, "to_device": 0, "sync": 0, "registered": set(), "host_empty": 0}
 
     def to_device(t, device):
         calls["to_device"] += 1
@@ -121,15 +150,22 @@ def fake_cuda(monkeypatch):
         device_ptrs.add(out.data_ptr())
         return out
 
-    def pin_memory(self, *a, **k):
+    def register(arena):
         calls["pin"] += 1
-        return self  # already a fresh CPU tensor: "pinned"
+        calls["registered"].add(arena.data_ptr())
+        return True  # "page-locked"
+
+    def unregister(arena):
+        calls["registered"].remove(arena.data_ptr())
 
     monkeypatch.setattr(PinnedOffload, "_on_host", staticmethod(lambda t: t.data_ptr() not in device_ptrs))
     monkeypatch.setattr(PinnedOffload, "_to_device", staticmethod(to_device))
     monkeypatch.setattr(PinnedOffload, "_synchronize", staticmethod(lambda device=None: calls.__setitem__(
         "sync", calls["sync"] + 1)))
-    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
+    monkeypatch.setattr(PinnedOffload, "_register", staticmethod(register))
+    monkeypatch.setattr(PinnedOffload, "_unregister", staticmethod(unregister))
+    monkeypatch.setattr("src.residency.empty_host_cache", lambda: calls.__setitem__("host_empty",
+                                                                                   calls["host_empty"] + 1))
 
     def put_on_device(modules):
         for mod in modules:
@@ -154,7 +190,8 @@ def test_fake_cuda_buffers_allocated_once_and_reused(fake_cuda):
 
     s, b = off.offload()
     assert b == expected_bytes(m)
-    assert off.allocations == n and calls["pin"] == n  # one pinned buffer per tensor
+    assert off.allocations == 1 and calls["pin"] == 1 and off.pinned  # ONE arena, page-locked once
+    assert off.host_bytes() == pinned_arena_bytes(t.numel() * t.element_size() for t in tensors)
     assert all(t.data_ptr() not in device_ptrs for t in tensors)  # now in host memory
     host_ptrs = sorted(h.data_ptr() for h in off.host.values())
     assert sorted(t.data_ptr() for t in tensors) == host_ptrs  # the module points at the host buffers
@@ -170,14 +207,40 @@ def test_fake_cuda_buffers_allocated_once_and_reused(fake_cuda):
         m.lin.bias.add_(1.0)
     y1 = m(x)
     off.offload()
-    assert off.allocations == n and calls["pin"] == n  # reused: nothing allocated or pinned again
+    assert off.allocations == 1 and calls["pin"] == 1  # reused: nothing allocated or pinned again
     assert sorted(h.data_ptr() for h in off.host.values()) == host_ptrs  # same buffers (same data_ptr)
     assert sorted(t.data_ptr() for t in tensors) == host_ptrs
     assert torch.equal(m(x), y1)
     assert [id(t) for t in list(m.parameters()) + list(m.buffers())] == ids  # parameters keep their identity
-    assert off.host_bytes() == expected_bytes(m)
+    assert expected_bytes(m) <= off.host_bytes() < expected_bytes(m) + n * PIN_ALIGN
     off.close()
-    assert off.host == {}
+    assert off.host == {} and off.arena is None and calls["registered"] == set() and calls["host_empty"] == 1
+
+
+def test_arena_sizes_are_exact_and_the_caching_allocator_would_round():
+    # Three tensors: 1000, 2 and 4096 bytes -> offsets 0, 1024, 1536 -> end 1536 + 4096.
+    assert pinned_arena_bytes([1000, 2, 4096]) == 1536 + 4096
+    assert pinned_arena_bytes([]) == 0
+    assert caching_allocator_pinned_bytes([1000, 2, 4096]) == 1024 + 2 + 4096
+    # A bf16 weight of 3 * 2**29 bytes (1.5 GiB) is pinned as 2 GiB by the caching allocator; exactly here.
+    assert caching_allocator_pinned_bytes([3 * 2**29]) == 2**31 and pinned_arena_bytes([3 * 2**29]) == 3 * 2**29
+
+
+def test_each_tensor_returns_to_the_device_it_came_from(fake_cuda, monkeypatch):
+    # A model spread by a device_map over two GPUs: restore() puts every tensor back where it was.
+    device_ptrs, calls, put_on_device = fake_cuda
+    a, b = nn.Linear(4, 4), nn.Linear(4, 2)
+    put_on_device([a, b])
+    off = PinnedOffload([a, b], pin=True)
+    off.offload()
+    assert len(off.devices) == 4
+    for key in off.devices:  # the fake device tensors report "cpu": say b came from the second GPU
+        off.devices[key] = "cuda:1" if key[0] == 1 else "cuda:0"
+    moved = []
+    real = PinnedOffload._to_device
+    monkeypatch.setattr(PinnedOffload, "_to_device", staticmethod(lambda t, d: moved.append(str(d)) or real(t, d)))
+    off.restore("cuda")
+    assert moved == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
 
 
 class TorchEditor(BaseEditModel):
@@ -234,7 +297,8 @@ def test_base_hooks_use_pinned_offload_on_cuda(fake_cuda, monkeypatch):
     m.unload_from_gpu()
     assert m._offloader is off and off.allocations == allocated  # the same buffers, reused
     m.release()
-    assert m._offloader is None and off.host == {}  # release drops the pinned buffers
+    assert m._offloader is None and off.host == {} and off.arena is None  # release drops the pinned arena
+    assert calls["registered"] == set() and calls["host_empty"] >= 1  # unregistered, torch's pinned cache emptied
 
 
 # ----------------------------------------------------------------------------- the real (tiny) models
@@ -278,7 +342,7 @@ def test_real_tiny_models_expose_their_modules_and_survive_a_faked_round_trip(fa
         assert model.last_move["bytes"] == size > 0
         model.load_to_gpu()
         model.unload_from_gpu()  # the second offload reuses the buffers
-        assert model._offloader.allocations == len(model._offloader.host)
+        assert model._offloader.allocations == 1  # one arena (not page-locked: no CUDA here)
         model.load_to_gpu()
         assert all(t.data_ptr() in device_ptrs for mod in model.torch_modules() for t in mod.parameters())
         model.device = "cpu"  # run the forward on the CPU "device" copies

@@ -195,8 +195,8 @@ def test_signature_defaults_and_simple_annotations():
     expected = {
         "model_name": "Qwen/Qwen2.5-VL-7B-Instruct", "device": "auto", "dtype": "bfloat16", "batch_size": 1,
         "scoring": "generate", "protocol": "category_0to10", "max_new_tokens": None, "max_retries": 2,
-        "min_pixels": None, "max_pixels": None, "attn_implementation": None, "trust_remote_code": False,
-        "cache_dir": None,
+        "min_pixels": None, "max_pixels": "auto", "attn_implementation": None, "trust_remote_code": False,
+        "device_map": None, "max_memory": None, "cache_dir": None,
     }
     assert {n: p.default for n, p in params.items()} == expected
     hints = typing.get_type_hints(TransformersVLMRewardModel.__init__)
@@ -221,6 +221,57 @@ def test_invalid_arguments():
         TransformersVLMRewardModel(max_new_tokens=0)
     with pytest.raises(ModelError):
         TransformersVLMRewardModel(trust_remote_code="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_memory": {0: "70GiB"}}, "set device_map"),
+    ({"device_map": "everywhere"}, "device_map must be one of"),
+    ({"device_map": "auto", "device": "cpu"}, "use device: auto"),
+    ({"device_map": "auto", "device": "cuda:1"}, "use device: auto"),
+    ({"device_map": {1: 0}}, "module names"),
+    ({"device_map": "auto", "max_memory": {"gpu0": "70GiB"}}, "GPU index"),
+    ({"device_map": "auto", "max_memory": {0: "seventy"}}, "a size such as 70GiB"),
+    ({"max_pixels": "big"}, 'or "auto"'),
+    ({"min_pixels": 2_000_000}, "exceeds max_pixels"),  # above the "auto" cap
+])
+def test_device_map_and_pixels_are_checked_at_config_time(kwargs, message):
+    with pytest.raises(ModelError, match=message):
+        TransformersVLMRewardModel(**kwargs)
+
+
+def test_placement_kwargs():
+    judge = TransformersVLMRewardModel(device_map="auto", max_memory={0: "70GiB", 1: "70GiB", "cpu": "200GiB"})
+    judge.device = "cuda"
+    assert judge._placement_kwargs() == {"device_map": "auto", "max_memory": {0: "70GiB", 1: "70GiB",
+                                                                              "cpu": "200GiB"}}
+    plain = TransformersVLMRewardModel(device="auto")
+    plain.device = "cuda"  # one GPU: straight onto it, as before
+    assert plain._placement_kwargs() == {"device_map": "cuda"}
+    plain.device = "cpu"
+    assert plain._placement_kwargs() == {}
+
+
+def test_device_map_auto_loads_through_accelerate_and_scores_the_same(tiny_cache, logits_judge):
+    # No GPU here: accelerate's "auto" map places every module on the CPU (within max_memory); what
+    # matters on CPU is that the device_map path loads, records the placement and scores identically.
+    spread = make_model(tiny_cache, scoring="logits", batch_size=3, device="auto", device_map="auto",
+                        max_memory={"cpu": "4GiB"})
+    assert spread.hf_device_map == {"": "cpu"}  # one device: transformers dispatches no hooks
+    requests = [make_request(i) for i in range(3)]
+    for a, b in zip(spread.score(requests), logits_judge.score(requests)):
+        assert a.score == pytest.approx(b.score, abs=1e-6)
+    spread.release()
+    assert spread.hf_device_map is None
+
+
+def test_max_pixels_auto_caps_the_checkpoint_budget(logits_judge):
+    from src.models.reward.hf_vlm import AUTO_MAX_PIXELS, pixel_budget
+
+    lo, hi = pixel_budget(logits_judge.processor)
+    assert logits_judge.max_pixels == "auto"
+    assert logits_judge._images_kwargs == {"size": {"shortest_edge": lo, "longest_edge": min(hi, AUTO_MAX_PIXELS)}}
+    plain = TransformersVLMRewardModel.__new__(TransformersVLMRewardModel)  # a processor without a budget
+    assert pixel_budget(plain) is None
 
 
 def test_cuda_without_gpu_is_a_model_error(tiny_cache):

@@ -277,6 +277,60 @@ def chat_content_style(processor) -> str:
                      "images + text, assistant reply, corrective user turn): " + "; ".join(errors))
 
 
+# max_pixels: "auto" = the checkpoint's own budget capped at 1024 * 1024 pixels per image: the Qwen-Image
+# editors' working area, so a 1024x1024 edit reaches Qwen3-VL unresized (1,024 tokens; Qwen2.5-VL, 28 px
+# patches, ~1,296) and the original is shown at the same budget. The checkpoints' own budgets (12.8 MP,
+# 16.7 MP) turn a 12 MP photo into ~12-16k tokens per image.
+AUTO_MAX_PIXELS = 1024 * 1024
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+_SIZE_RE = r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$"
+
+
+def check_device_map(device: str, device_map: Any, max_memory: Any) -> None:
+    """Config-time checks of `device_map` / `max_memory` (ModelError with the fix)."""
+    import re
+
+    if device_map is None:
+        if max_memory is not None:
+            raise ModelError("max_memory caps what device_map puts on each device; set device_map (e.g. auto) too")
+        return
+    if isinstance(device_map, str):
+        if device_map not in DEVICE_MAPS:
+            raise ModelError(f"device_map must be one of {', '.join(DEVICE_MAPS)} or a mapping module -> device, "
+                             f"got {device_map!r}")
+    elif isinstance(device_map, dict):
+        if not device_map or not all(isinstance(k, str) for k in device_map):
+            raise ModelError("a device_map mapping needs module names (strings) as keys, e.g. {'': 0}")
+    else:
+        raise ModelError(f"device_map must be a string or a mapping, got {type(device_map).__name__}")
+    if str(device) not in ("auto", "cuda"):
+        raise ModelError(f"device_map spreads the model over the visible GPUs; use device: auto (or cuda) with it, "
+                         f"not {device!r} (restrict GPUs with CUDA_VISIBLE_DEVICES or max_memory)")
+    if max_memory is None:
+        return
+    if not isinstance(max_memory, dict) or not max_memory:
+        raise ModelError("max_memory must be a mapping device -> size, e.g. {0: 70GiB, 1: 70GiB, cpu: 200GiB}")
+    for key, value in max_memory.items():
+        ok_key = (isinstance(key, int) and not isinstance(key, bool) and key >= 0) or key in ("cpu", "disk", "mps")
+        if not ok_key:
+            raise ModelError(f"max_memory key {key!r}: use a GPU index (0, 1, ...), cpu or disk")
+        ok_value = (isinstance(value, int) and not isinstance(value, bool) and value > 0) or (
+            isinstance(value, str) and re.match(_SIZE_RE, value.upper()) is not None)
+        if not ok_value:
+            raise ModelError(f"max_memory[{key!r}] = {value!r}: use bytes (an integer) or a size such as 70GiB")
+
+
+def pixel_budget(processor) -> tuple[int, int] | None:
+    """(min_pixels, max_pixels) of an image processor that sizes images by a pixel budget (size
+    shortest_edge/longest_edge, the Qwen-VL family), else None (min_pixels/max_pixels mean nothing to it)."""
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+    if size is None:
+        return None
+    get = size.get if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+    lo, hi = get("shortest_edge"), get("longest_edge")
+    return (int(lo), int(hi)) if lo is not None and hi is not None else None
+
+
 def opens_thinking(processor, content_style: str = "string") -> bool:
     """True when the chat template's generation prompt opens a thinking block (ends with "<think>\n",
     as the Qwen3-VL-*-Thinking templates do): the reply then starts inside it, and only the text after
@@ -311,13 +365,16 @@ class HFVLMRewardModel(BaseRewardModel):
         max_new_tokens: int | None = None,
         max_retries: int = 2,
         min_pixels: int | None = None,
-        max_pixels: int | None = None,
+        max_pixels: int | str | None = "auto",
         attn_implementation: str | None = None,
         trust_remote_code: bool = False,
+        device_map: str | dict | None = None,
+        max_memory: dict | None = None,
         cache_dir: str | None = None,
     ) -> None:
         super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,
                          cache_dir=cache_dir)
+        check_device_map(device, device_map, max_memory)
         if scoring not in SCORING_MODES:
             raise ModelError(f"scoring must be one of {', '.join(SCORING_MODES)}, got {scoring!r}")
         if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool)
@@ -326,10 +383,15 @@ class HFVLMRewardModel(BaseRewardModel):
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise ModelError(f"max_retries must be a non-negative integer, got {max_retries!r}")
         for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+            if name == "max_pixels" and value == "auto":
+                continue
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ModelError(f"{name} must be a positive integer or null, got {value!r}")
-        if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
-            raise ModelError(f"min_pixels ({min_pixels}) exceeds max_pixels ({max_pixels})")
+                raise ModelError(f"{name} must be a positive integer or null" + (' or "auto"' if name == "max_pixels"
+                                 else "") + f", got {value!r}")
+        cap = AUTO_MAX_PIXELS if max_pixels == "auto" else max_pixels
+        if min_pixels is not None and cap is not None and min_pixels > cap:
+            raise ModelError(f"min_pixels ({min_pixels}) exceeds max_pixels ({max_pixels}"
+                             + (f" = {AUTO_MAX_PIXELS}" if max_pixels == "auto" else "") + ")")
         if not isinstance(trust_remote_code, bool):
             raise ModelError(f"trust_remote_code must be true or false, got {trust_remote_code!r}")
         self.scoring = scoring
@@ -341,6 +403,9 @@ class HFVLMRewardModel(BaseRewardModel):
         self.max_pixels = max_pixels
         self.attn_implementation = attn_implementation
         self.trust_remote_code = trust_remote_code
+        self.device_map = device_map
+        self.max_memory = max_memory
+        self.hf_device_map: dict[str, Any] | None = None  # where accelerate put each module (device_map)
         self.model: Any = None
         self.processor: Any = None
         self.model_class_name: str | None = None
@@ -394,8 +459,7 @@ class HFVLMRewardModel(BaseRewardModel):
         load_kwargs: dict[str, Any] = dict(hub_kwargs, dtype=dtype)
         if self.attn_implementation:
             load_kwargs["attn_implementation"] = self.attn_implementation
-        if str(self.device).startswith("cuda"):
-            load_kwargs["device_map"] = self.device  # straight to the GPU, no full host copy
+        load_kwargs.update(self._placement_kwargs())
         try:
             model = model_cls.from_pretrained(path, **load_kwargs)
             processor = self._load_processor(path, config)
@@ -406,11 +470,20 @@ class HFVLMRewardModel(BaseRewardModel):
             if self.MODEL_CLASSES is None and "Unrecognized configuration class" in str(exc):
                 hint = " (AutoModelForImageTextToText has no class for this model type: not a chat VLM?)"
             raise ModelError(f"cannot load {self.model_name!r} ({path}): {exc}{hint}") from exc
-        if not str(self.device).startswith("cuda"):
+        if self.device_map is not None:  # placed by accelerate; no .to() after a device_map
+            # transformers sets hf_device_map only when the map spans several devices (it then dispatches)
+            self.hf_device_map = dict(getattr(model, "hf_device_map", None) or {"": str(model.device)})
+            log.info("%s placed with device_map %r over %s", self.model_name, self.device_map,
+                     sorted({str(d) for d in self.hf_device_map.values()}) or [str(model.device)])
+        elif not str(self.device).startswith("cuda"):
             model = model.to(self.device)
         model.eval()
+        max_pixels = self.max_pixels
+        if max_pixels == "auto":  # processors with a pixel budget (Qwen-VL family): at most 1024*1024
+            budget = pixel_budget(processor)
+            max_pixels = min(AUTO_MAX_PIXELS, budget[1]) if budget else None
         try:
-            self._images_kwargs = image_size_kwargs(processor, self.min_pixels, self.max_pixels)
+            self._images_kwargs = image_size_kwargs(processor, self.min_pixels, max_pixels)
         except (ValueError, AttributeError) as exc:
             raise ModelError(f"min_pixels/max_pixels need an image processor with a pixel budget "
                              f"(size shortest_edge/longest_edge, as Qwen-VL's): {exc}") from exc
@@ -430,7 +503,20 @@ class HFVLMRewardModel(BaseRewardModel):
         log.info("loaded %s (%s, %s) on %s as %s", self.model_name, self.model_class_name,
                  type(processor).__name__, self.device, dtype)
 
+    def _placement_kwargs(self) -> dict[str, Any]:
+        """`from_pretrained` placement: `device_map` (+ `max_memory`) as configured, spread by accelerate;
+        else straight onto the one CUDA device (no full host copy); nothing on CPU (moved with .to())."""
+        if self.device_map is not None:
+            kwargs: dict[str, Any] = {"device_map": self.device_map}
+            if self.max_memory:
+                kwargs["max_memory"] = dict(self.max_memory)
+            return kwargs
+        if str(self.device).startswith("cuda"):
+            return {"device_map": self.device}
+        return {}
+
     def _release(self) -> None:
+        self.hf_device_map = None
         self.model = None
         self.processor = None
         self._generation_config = None  # release() collects garbage and empties the CUDA cache next

@@ -77,14 +77,17 @@ class Qwen3VLRewardModel(HFVLMRewardModel):
         max_new_tokens: int | None = None,
         max_retries: int = 2,
         min_pixels: int | None = None,
-        max_pixels: int | None = None,
+        max_pixels: int | str | None = "auto",
         attn_implementation: str | None = None,
+        device_map: str | dict | None = None,
+        max_memory: dict | None = None,
         cache_dir: str | None = None,
     ) -> None:
         super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,
                          scoring=scoring, protocol=protocol, max_new_tokens=max_new_tokens,
                          max_retries=max_retries, min_pixels=min_pixels, max_pixels=max_pixels,
-                         attn_implementation=attn_implementation, cache_dir=cache_dir)
+                         attn_implementation=attn_implementation, device_map=device_map, max_memory=max_memory,
+                         cache_dir=cache_dir)
 
 
 __all__ = [
