@@ -1,9 +1,10 @@
 """`python main.py doctor`: what this machine offers the benchmark, and what is known to go wrong.
 
 `collect()` gathers facts (Python, torch + CUDA, GPUs and their free memory, library versions, attention
-backends, free disk, host RAM) into a JSON-serialisable dict with a `warnings` list for known-bad
-combinations; `format_text()` renders it; `doctor_main(argv)` is the subcommand (`--json`,
-`--output-dir DIR`, `--dtype NAME`).
+backends, free disk, host RAM, known-bad version combinations read from the installed sources) into a
+JSON-serialisable dict with a `warnings` list; `format_text()` renders it; `doctor_main(argv)` is the
+subcommand (`--json`, `--output-dir DIR`, `--dtype NAME`, `--config FILE [--set K=V]`: `check_config()`
+checks that config's models and devices on this machine without loading weights; exit 2 on errors).
 
 Every probe is guarded: a missing library, a CPU-only torch, a missing `nvidia-smi` or a failing
 driver call gives `None` (and maybe a warning), never an exception.
@@ -38,6 +39,14 @@ PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "
 #   which needs 0.36).
 MIN_TRANSFORMERS_QWEN3_VL = "4.57.0"
 MIN_DIFFUSERS_QWEN_IMAGE_EDIT = "0.35.0"
+# Floors of what this code really calls (read from the code, not bisected):
+# - transformers 5: `AutoImageProcessor.from_pretrained(..., backend="pil")` and the `*ImageProcessorPil`
+#   classes (the judges' image-only processors, src/models/reward/qwen_vl_common.py), `from_pretrained(dtype=)`,
+#   the Qwen-VL processors' `mm_token_type_ids` (Qwen3-VL's 3D rope; the Qwen editors' rope fix).
+# - diffusers 0.36.0: QwenImageEditPlusPipeline (Qwen-Image-Edit-2509/2511) first ships in 0.36
+#   (huggingface/diffusers issue #12558; QwenLM/Qwen-Image issue #272 names 0.36.0 for 2509/2511).
+MIN_TRANSFORMERS = "5.0.0"
+MIN_DIFFUSERS_QWEN_IMAGE_EDIT_PLUS = "0.36.0"
 LOW_DISK_BYTES = 10 * 1024**3
 
 # Minimum NVIDIA driver (major branch) per CUDA major (NVIDIA "CUDA minor version compatibility" table:
@@ -303,8 +312,23 @@ def collect(output_dir: str | os.PathLike = "outputs", dtype: str | None = "bflo
         {"applicable": False, "note": "torch not importable", "enabled": {}}
     info["disk"] = probe_disk(output_dir)
     info["memory"] = probe_memory()
+    info["known_issues"] = known_issues()
     info["warnings"] = check_warnings(info)
     return info
+
+
+def known_issues() -> dict[str, Any]:
+    """Version combinations known to change results, read from the installed sources (no weights loaded):
+    `qwen_image_rope` = src.models.diffusion.qwen_fixes.rope_positions_status() (diffusers drops the Qwen-VL
+    processor's mm_token_type_ids, so transformers >= 5 falls back to sequential rope positions)."""
+    out: dict[str, Any] = {}
+    try:
+        from src.models.diffusion.qwen_fixes import rope_positions_status
+
+        out["qwen_image_rope"] = rope_positions_status()
+    except Exception as exc:  # noqa: BLE001 - diffusers/transformers missing or broken: reported elsewhere
+        out["qwen_image_rope"] = {"affected": None, "message": f"not checked: {type(exc).__name__}: {exc}"}
+    return out
 
 
 def check_warnings(info: dict[str, Any]) -> list[str]:
@@ -355,14 +379,24 @@ def check_warnings(info: dict[str, Any]) -> list[str]:
     tf = pkgs.get("transformers")
     if tf is None:
         warnings.append("transformers is not installed")
-    elif version_lt(tf, MIN_TRANSFORMERS_QWEN3_VL):
-        warnings.append(f"transformers {tf} < {MIN_TRANSFORMERS_QWEN3_VL}: no Qwen3-VL (the judge cannot load)")
+    elif version_lt(tf, MIN_TRANSFORMERS):
+        warnings.append(f"transformers {tf} < {MIN_TRANSFORMERS}: this project calls transformers 5 APIs (PIL image "
+                        "processors via backend='pil', from_pretrained(dtype=), mm_token_type_ids); the judges and "
+                        "the Qwen editors' text encoder cannot load"
+                        + (f" (and no Qwen3-VL before {MIN_TRANSFORMERS_QWEN3_VL})"
+                           if version_lt(tf, MIN_TRANSFORMERS_QWEN3_VL) else ""))
     df = pkgs.get("diffusers")
     if df is None:
         warnings.append("diffusers is not installed")
     elif version_lt(df, MIN_DIFFUSERS_QWEN_IMAGE_EDIT):
         warnings.append(f"diffusers {df} < {MIN_DIFFUSERS_QWEN_IMAGE_EDIT}: no QwenImageEditPipeline (the editor "
                         "cannot load)")
+    elif version_lt(df, MIN_DIFFUSERS_QWEN_IMAGE_EDIT_PLUS):
+        warnings.append(f"diffusers {df} < {MIN_DIFFUSERS_QWEN_IMAGE_EDIT_PLUS}: no QwenImageEditPlusPipeline "
+                        "(Qwen-Image-Edit-2509/2511 cannot load)")
+    rope = (info.get("known_issues") or {}).get("qwen_image_rope") or {}
+    if rope.get("affected"):
+        warnings.append("known-bad combination: " + str(rope.get("message")))
     if pkgs.get("accelerate") is None:
         warnings.append("accelerate is not installed: from_pretrained cannot place weights straight on the GPU "
                         "(device_map) and reads the full model into host RAM first")
@@ -441,18 +475,124 @@ def format_text(info: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- CLI
 
 
+# ----------------------------------------------------------------------------- --config FILE
+
+
+def _device_problem(device: str, gpus: list[dict[str, Any]], cuda_available: bool) -> str | None:
+    d = str(device).lower()
+    if d.startswith("cuda") and not cuda_available:
+        return f"device {device!r} needs a CUDA GPU, and torch sees none"
+    if d.startswith("cuda:"):
+        index = d.split(":", 1)[1]
+        if not index.isdigit():
+            return f"device {device!r} is not cuda:N"
+        if int(index) >= len(gpus):
+            return f"device {device!r}: only {len(gpus)} GPU(s) are visible (CUDA_VISIBLE_DEVICES)"
+    return None
+
+
+def check_config(path: str, overrides: list[str] | None = None, info: dict[str, Any] | None = None,
+                 gpu_free_bytes: list[int] | None = None) -> dict[str, Any]:
+    """`doctor --config FILE`: can this machine run this config? Loads no weights.
+
+    Checks: the config loads (class paths, init_args against the constructors); each model's own `check()`
+    (device, dtype, installed code paths); the device exists here (cuda:N among the visible GPUs); the
+    model_name resolves (tiny checkpoint, local folder, or hub id - in the HF cache or not yet downloaded);
+    the memory plan (src/memplan.py) fits. Returns {"path", "errors", "warnings", "models", "plan"}.
+    """
+    from src.config import ConfigError, load_config
+    from src.models.base import ModelError
+
+    info = info or {}
+    cuda = info.get("cuda") or {}
+    gpus = cuda.get("gpus") or []
+    out: dict[str, Any] = {"path": str(path), "errors": [], "warnings": [], "models": {}, "plan": None}
+    try:
+        cfg = load_config(path, list(overrides or []))
+    except (ConfigError, ModelError) as exc:
+        out["errors"].append(f"config: {exc}")
+        return out
+    from src.memplan import locate
+
+    for role, spec in (("editor", cfg.editor), ("judge", cfg.judge)):
+        args = dict(spec.init_args)
+        entry: dict[str, Any] = {"class_path": spec.class_path, "model_name": args.get("model_name"),
+                                 "device": args.get("device"), "checkpoint": None}
+        out["models"][role] = entry
+        try:
+            spec.build().check()
+        except (ModelError, ConfigError) as exc:
+            out["errors"].append(f"{role} ({spec.class_path}): {exc}")
+        except Exception as exc:  # noqa: BLE001 - a model's check must not take the doctor down
+            out["errors"].append(f"{role} ({spec.class_path}): check failed: {type(exc).__name__}: {exc}")
+        problem = _device_problem(args.get("device") or "auto", gpus, bool(cuda.get("available")))
+        if problem and problem not in " ".join(out["errors"]):
+            out["errors"].append(f"{role}: {problem}")
+        name = args.get("model_name")
+        if name:
+            try:
+                where = locate(str(name), args.get("cache_dir"))
+            except Exception as exc:  # noqa: BLE001 - e.g. an unknown tiny architecture
+                where = {"path": None, "source": "error", "reason": f"{type(exc).__name__}: {exc}"}
+            entry["checkpoint"] = where
+            if where["source"] in ("missing", "error"):
+                out["errors"].append(f"{role}: model_name {name!r}: {where['reason']}")
+            elif where["source"] == "hub":
+                out["warnings"].append(f"{role}: {where['reason']} (it downloads at load)")
+    if not out["errors"]:
+        try:
+            from src.memplan import plan
+
+            p = plan(cfg.editor.to_dict(), cfg.judge.to_dict(), mode=cfg.mode, gpu_free_bytes=gpu_free_bytes)
+            out["plan"] = {"residency": p["residency"], "both_fit": p["both_fit"], "reasons": p["reasons"],
+                           "warnings": p["warnings"], "compared_with": p["memory"]["compared_with"],
+                           "fits_alone": {r: m.get("fits_alone") for r, m in p["models"].items()}}
+            if p["residency"] == "does not fit":
+                out["warnings"].append("memory plan: does not fit: " + "; ".join(p["reasons"]))
+            out["warnings"].extend(f"memory plan: {w}" for w in p["warnings"])
+        except Exception as exc:  # noqa: BLE001
+            out["warnings"].append(f"memory plan failed: {type(exc).__name__}: {exc}")
+    return out
+
+
+def format_config_check(check: dict[str, Any]) -> str:
+    lines = [f"config        {check['path']}"]
+    for role, m in check["models"].items():
+        ck = m.get("checkpoint") or {}
+        lines.append(f"  {role:<7} {m.get('model_name')} on {m.get('device')} ({ck.get('source', '-')}"
+                     + (f": {ck['path']}" if ck.get("path") else "") + ")")
+    if check.get("plan"):
+        pl = check["plan"]
+        lines.append(f"  memory plan: residency {pl['residency']} (compared with {pl['compared_with']})")
+    for e in check["errors"]:
+        lines.append(f"  ERROR {e}")
+    for w in check["warnings"]:
+        lines.append(f"  ! {w}")
+    if not check["errors"] and not check["warnings"]:
+        lines.append("  ok")
+    return "\n".join(lines)
+
+
 def doctor_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="main.py doctor", description="Report this machine's setup for the benchmark.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--output-dir", default="outputs", help="folder runs will be written to (free disk is measured there)")
     parser.add_argument("--dtype", default="bfloat16", help="dtype the config will use (for the bf16 check)")
+    parser.add_argument("--config", help="also check this config's models and devices on this machine (exit 2 on errors)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override a config value (with --config)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     info = collect(output_dir=args.output_dir, dtype=args.dtype)
+    if args.config:
+        info["config_check"] = check_config(args.config, args.overrides, info)
     if args.json:
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        print(json.dumps(info, indent=2, ensure_ascii=False, default=str))
     else:
         print(format_text(info))
-    return 0
+        if args.config:
+            print("")
+            print(format_config_check(info["config_check"]))
+    return 2 if args.config and info["config_check"]["errors"] else 0
 
 
 main = doctor_main

@@ -36,6 +36,12 @@ def test_collect_on_this_cpu_machine(tmp_path):
     assert info["disk"]["checked_path"] == str(tmp_path) and info["disk"]["free_bytes"] > 0
     assert info["memory"]["total_bytes"] >= info["memory"]["available_bytes"] > 0
     assert isinstance(info["warnings"], list)
+    # the pinned diffusers 0.42.1 + transformers 5.23 drop mm_token_type_ids: flagged, read from the sources
+    rope = info["known_issues"]["qwen_image_rope"]
+    from src.models.diffusion.qwen_fixes import rope_positions_status
+
+    assert rope == rope_positions_status()
+    assert any(w.startswith("known-bad combination") for w in info["warnings"]) == bool(rope["affected"])
     json.loads(json.dumps(info))  # serialisable as is
     text = format_text(info)
     assert "torch" in text and "host RAM" in text and "SDPA" in text
@@ -143,7 +149,13 @@ def test_no_warnings_for_a_good_setup():
     ({"torchvision": {"installed": "0.20.0", "importable": False, "error": "RuntimeError: operator torchvision::nms does not exist"}},
      "torchvision 0.20.0 is installed but fails to import"),
     ({"packages": {"transformers": "4.56.2", "diffusers": "0.42.1", "accelerate": "1.15.0"}}, "no Qwen3-VL"),
+    ({"packages": {"transformers": "4.57.3", "diffusers": "0.42.1", "accelerate": "1.15.0"}}, "4.57.3 < 5.0.0"),
     ({"packages": {"transformers": "5.23.0", "diffusers": "0.34.0", "accelerate": "1.15.0"}}, "no QwenImageEditPipeline"),
+    ({"packages": {"transformers": "5.23.0", "diffusers": "0.35.1", "accelerate": "1.15.0"}},
+     "0.35.1 < 0.36.0: no QwenImageEditPlusPipeline"),
+    ({"known_issues": {"qwen_image_rope": {"affected": True, "message": "diffusers 0.42.1, transformers 5.23.0: "
+                                                                        "QwenImageEditPipeline do not forward"}}},
+     "known-bad combination: diffusers 0.42.1"),
     ({"packages": {"transformers": "5.23.0", "diffusers": "0.42.1", "accelerate": None}}, "accelerate is not installed"),
     ({"disk": {"free_bytes": 3 * GIB}}, "< 10 GiB"),
     ({"cuda": {"driver_version": "470.82.01"}}, "older than CUDA 12.x needs (>= 525)"),
@@ -175,3 +187,49 @@ def test_doctor_main_text_and_json(capsys, tmp_path):
     assert doctor_main(["--json", "--output-dir", str(tmp_path), "--dtype", "float16"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert KEYS <= set(data) and data["requested_dtype"] == "float16"
+
+
+# ----------------------------------------------------------------------------- doctor --config
+
+
+def fake_info(gpus: int) -> dict:
+    return {"cuda": {"available": gpus > 0, "gpus": [{"index": i, "name": "H100"} for i in range(gpus)]}}
+
+
+def test_config_check_of_the_default_tiny_config_is_clean():
+    from tests.conftest import REPO
+
+    check = doctor.check_config(str(REPO / "config.yaml"), info=fake_info(0))
+    assert check["errors"] == [], check
+    assert {m["checkpoint"]["source"] for m in check["models"].values()} == {"tiny"}
+    assert check["plan"]["compared_with"] == "host (no GPU)" and check["plan"]["residency"] != "does not fit"
+    assert "ok" in doctor.format_config_check(check) or check["warnings"]
+
+
+def test_config_check_finds_devices_and_models_this_machine_lacks(tmp_path):
+    from tests.conftest import REPO
+
+    base = str(REPO / "config.yaml")
+    cuda = doctor.check_config(base, ["reward_model.init_args.device=cuda"], info=fake_info(0))
+    assert any(e.startswith("judge") and "CUDA" in e for e in cuda["errors"]), cuda["errors"]
+    third = doctor.check_config(base, ["reward_model.init_args.device=cuda:2"], info=fake_info(2))
+    assert any("cuda:2" in e and "only 2 GPU(s)" in e for e in third["errors"]), third["errors"]
+    missing = doctor.check_config(base, [f"diffusion_model.init_args.model_name={tmp_path / 'nope'}"],
+                                  info=fake_info(0))
+    assert any(e.startswith("editor: model_name") and "does not exist" in e for e in missing["errors"])
+    hub = doctor.check_config(base, ["reward_model.init_args.model_name=someone/not-downloaded-vl"],
+                              info=fake_info(0))
+    assert any("not on disk" in w and "downloads at load" in w for w in hub["warnings"])
+    bad = doctor.check_config(base, ["reward_model.class_path=src.models.reward.nothing.Here"], info=fake_info(0))
+    assert bad["errors"] and bad["errors"][0].startswith("config:")
+
+
+def test_doctor_main_with_config_exits_2_on_errors(capsys, tmp_path):
+    from tests.conftest import REPO
+
+    args = ["--output-dir", str(tmp_path), "--config", str(REPO / "config.yaml")]
+    assert doctor_main(args) == 0
+    assert "config" in capsys.readouterr().out
+    assert doctor_main(args + ["--set", "reward_model.init_args.device=cuda", "--json"]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert data["config_check"]["errors"]
