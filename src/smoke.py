@@ -14,6 +14,9 @@ For the config's editor and judge, on the first valid pair of its benchmark, thi
 5. prints a summary and writes `smoke.json` (and `edit.png` / `reference.png`) into
    `<output_dir>/smoke-<time>/` (or `--output-dir DIR`).
 
+A step that raises (e.g. CUDA out of memory while loading) is recorded as `error` of its model with the
+peak memory so far, and smoke.json is still written.
+
 Exit status: 0 when every step ran and the edit equals the reference within `--tolerance` (default 0,
 in 1/255 steps per channel), 1 otherwise, 2 for a configuration error. On a CPU-only machine peak GPU
 memory is null and the host's peak RSS is reported instead. With the tiny models this runs on CPU in the
@@ -236,9 +239,14 @@ def run_smoke(cfg, out_dir: Path, tolerance: int = 0) -> dict[str, Any]:
                           "predicted": predicted["editor"]}
     result["editor"] = ed
     reset_peak()
-    _, ed["load_seconds"] = _timed(editor.load)
-    ed["peak_gpu_bytes_after_load"] = peak_gpu_bytes()
-    (edit,), ed["edit_seconds"] = _timed(lambda: editor.edit([req]))
+    try:
+        step = "load"
+        _, ed["load_seconds"] = _timed(editor.load)
+        ed["peak_gpu_bytes_after_load"] = peak_gpu_bytes()
+        step = "edit"
+        (edit,), ed["edit_seconds"] = _timed(lambda: editor.edit([req]))
+    except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: record it, keep what was measured
+        return _failed(result, ed, editor, step, exc)
     ed["peak_gpu_bytes"] = peak_gpu_bytes()
     if edit.image is None:
         ed["error"] = edit.error
@@ -246,7 +254,10 @@ def run_smoke(cfg, out_dir: Path, tolerance: int = 0) -> dict[str, Any]:
         return result
     edit.image.save(out_dir / "edit.png")
     ed["output_size"] = list(edit.image.size)
-    reference, ed["reference_seconds"] = _timed(lambda: reference_edit(editor, req))
+    try:
+        reference, ed["reference_seconds"] = _timed(lambda: reference_edit(editor, req))
+    except Exception as exc:  # noqa: BLE001
+        return _failed(result, ed, editor, "reference call", exc)
     if reference is None:
         ed["reference"] = "not applicable (no upstream pipeline)"
         ed["matches_reference"] = None
@@ -273,14 +284,31 @@ def run_smoke(cfg, out_dir: Path, tolerance: int = 0) -> dict[str, Any]:
                           "predicted": predicted["judge"]}
     result["judge"] = jd
     reset_peak()
-    _, jd["load_seconds"] = _timed(judge.load)
-    (score,), jd["score_seconds"] = _timed(lambda: judge.score([sreq]))
+    try:
+        step = "load"
+        _, jd["load_seconds"] = _timed(judge.load)
+        step = "score"
+        (score,), jd["score_seconds"] = _timed(lambda: judge.score([sreq]))
+    except Exception as exc:  # noqa: BLE001
+        return _failed(result, jd, judge, step, exc)
     jd["peak_gpu_bytes"] = peak_gpu_bytes()
     jd.update(status=score.status, score=score.score, error=score.error, raw_reply=score.raw_reply,
               attempts=score.attempts)
     judge.release()
     result["peak_rss_bytes"] = peak_rss_bytes()
     result["ok"] = bool(ed.get("matches_reference") is not False and score.status == "scored")
+    return result
+
+
+def _failed(result: dict[str, Any], record: dict[str, Any], model, step: str, exc: Exception) -> dict[str, Any]:
+    """A step raised (e.g. out of memory while loading): say which, with the peak so far; free the model."""
+    record["error"] = f"{step} failed: {type(exc).__name__}: {exc}"
+    record["peak_gpu_bytes"] = peak_gpu_bytes()
+    try:
+        model.release()
+    except Exception:  # noqa: BLE001 - the first error is the one to report
+        pass
+    result["peak_rss_bytes"] = peak_rss_bytes()
     return result
 
 
@@ -305,7 +333,7 @@ def format_summary(result: dict[str, Any]) -> str:
                      f"on {pred.get('target')})")
         if role == "editor":
             if e.get("error"):
-                lines.append(f"  edit FAILED: {e['error']}")
+                lines.append(f"  FAILED: {e['error']}")
             elif e.get("matches_reference") is None:
                 lines.append(f"  reference: {e.get('reference')}")
             else:
@@ -313,7 +341,8 @@ def format_summary(result: dict[str, Any]) -> str:
                              + ("bit-identical" if e.get("bit_identical") else
                                 "within tolerance" if e.get("matches_reference") else "DIFFERS"))
         else:
-            lines.append(f"  {e.get('status')}: score {e.get('score')}" + (f" ({e['error']})" if e.get("error") else ""))
+            lines.append(f"  FAILED: {e['error']}" if e.get("error") and "status" not in e else
+                         f"  {e.get('status')}: score {e.get('score')}" + (f" ({e['error']})" if e.get("error") else ""))
     for w in result["warnings"]:
         lines.append(f"WARNING: {w}")
     lines.append("smoke: OK" if result["ok"] else "smoke: FAILED")

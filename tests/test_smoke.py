@@ -49,3 +49,19 @@ def test_smoke_reports_an_edit_that_differs_from_the_model_card(tmp_path, capsys
     result = json.loads((out / "smoke.json").read_text(encoding="utf-8"))
     assert result["editor"]["matches_reference"] is False and result["editor"]["reference_max_abs_diff"] > 0
     assert "DIFFERS" in printed and "smoke: FAILED" in printed
+
+
+def test_smoke_records_a_failing_load_and_still_writes_smoke_json(tmp_path, capsys, monkeypatch):
+    from src.cli import main
+    from src.models.diffusion.implementations.qwen_image_edit import QwenImageEditModel
+
+    def out_of_memory(self):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 38.00 GiB")
+
+    monkeypatch.setattr(QwenImageEditModel, "_load", out_of_memory)
+    out = tmp_path / "smoke"
+    assert main(["smoke", "--config", str(REPO / "config.yaml"), "--output-dir", str(out)]) == 1
+    result = json.loads((out / "smoke.json").read_text(encoding="utf-8"))
+    assert result["ok"] is False and "judge" not in result
+    assert result["editor"]["error"] == "load failed: RuntimeError: CUDA out of memory. Tried to allocate 38.00 GiB"
+    assert "FAILED: load failed" in capsys.readouterr().out
