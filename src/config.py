@@ -45,7 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "benchmark": {"data_path": None, "categories": None, "limit": None, "format": "auto", "image_root": None},
     "prompts": {"default": "auto", "categories": {}, "dir": None, "templates": {}},
     "pipeline": {"mode": "two_stage", "output_dir": "outputs", "png_compress_level": 4, "torch_threads": None,
-                 "residency": "auto", "max_batch_size": 64, "batch_grow_after": None},
+                 "residency": "auto", "max_batch_size": 64, "batch_grow_after": None,
+                 "max_instruction_chars": 8192},
     "report": {"language": "auto"},
     "seed": 0,
     "allow_remote_code": False,
@@ -54,12 +55,10 @@ SECTION_KEYS = {
     "benchmark": {"data_path", "categories", "limit", "format", "image_root"},
     "prompts": {"default", "categories", "dir", "templates"},
     "pipeline": {"mode", "output_dir", "png_compress_level", "torch_threads", "residency", "max_batch_size",
-                 "batch_grow_after"},
+                 "batch_grow_after", "max_instruction_chars"},
     "report": {"language"},
 }
 TOP_KEYS = set(DEFAULTS) | set(COMPONENTS)
-# Config keys that choose WHICH pairs one invocation works on; never saved as the run's config.
-PER_INVOCATION_KEYS = (("benchmark", "categories"), ("benchmark", "limit"))
 PIPELINE_MODES = ("two_stage", "interleaved")
 RESIDENCY_POLICIES = ("auto", "release", "offload", "resident")
 
@@ -393,6 +392,7 @@ class RunConfig:
     torch_threads: int | None = None
     residency: str = "auto"
     max_batch_size: int = 64
+    max_instruction_chars: int = 8192
     batch_grow_after: int | None = None
     data_format: str = "auto"  # benchmark.format: src.data.FORMATS or auto
     image_root: str | None = None  # benchmark.image_root: where relative image paths of the benchmark point
@@ -414,6 +414,7 @@ class RunConfig:
             "pipeline": {"mode": self.mode, "output_dir": self.output_dir,
                          "png_compress_level": self.png_compress_level, "torch_threads": self.torch_threads,
                          "residency": self.residency, "max_batch_size": self.max_batch_size,
+                         "max_instruction_chars": self.max_instruction_chars,
                          "batch_grow_after": self.batch_grow_after},
             "report": {"language": self.report_language},
             "seed": self.seed,
@@ -568,7 +569,8 @@ def resolve_config(raw: dict, source: str, base_dir: Path, trusted: bool = True)
     if pipe["residency"] not in RESIDENCY_POLICIES:
         raise ConfigError(f"{source}: pipeline.residency must be one of {', '.join(RESIDENCY_POLICIES)}, got "
                           f"{pipe['residency']!r}{did_you_mean(pipe['residency'], RESIDENCY_POLICIES)}")
-    for key, minimum, nullable in (("max_batch_size", 1, False), ("batch_grow_after", 1, True)):
+    for key, minimum, nullable in (("max_batch_size", 1, False), ("batch_grow_after", 1, True),
+                                   ("max_instruction_chars", 1, False)):
         value = pipe[key]
         if not (nullable and value is None) and (not isinstance(value, int) or isinstance(value, bool)
                                                  or value < minimum):
@@ -632,6 +634,7 @@ def resolve_config(raw: dict, source: str, base_dir: Path, trusted: bool = True)
         torch_threads=threads,
         residency=pipe["residency"],
         max_batch_size=pipe["max_batch_size"],
+        max_instruction_chars=pipe["max_instruction_chars"],
         batch_grow_after=pipe["batch_grow_after"],
         prompt_dir=prompt_dir,
         prompt_templates=prompt_templates,

@@ -42,6 +42,7 @@ from src.perf import PerfRecorder
 from src.residency import choose_residency
 from src.device_errors import stop_on_sticky
 from src.runguard import RunLock, check_model_source
+from src.limits import check_instruction, instruction_limit
 
 log = logging.getLogger("ieb")
 
@@ -532,13 +533,17 @@ def image_intact(run_dir: Path, rec: EditRecord) -> bool:
 
 
 def _edit_requests(pairs: Iterable[PairSpec], state: State, cfg: RunConfig, editor_fp: str,
-                   positions: dict) -> Iterator[tuple[PairSpec, EditRequest, str]]:
-    """Decode pairs one at a time; record invalid ones right away and yield the valid ones."""
+                   positions: dict, limit: tuple[int, str] | None = None) -> Iterator[tuple[PairSpec, EditRequest, str]]:
+    """Decode pairs one at a time; record invalid ones (also instructions over the models' `limit`, see
+    src/limits.py) right away and yield the valid ones."""
     for pair in pairs:
         seed = pair_seed(cfg.seed, pair.category, pair.pair_id)
         try:
             if pair.error:
                 raise InvalidPair(pair.error)
+            too_long = check_instruction(pair.instruction, limit) if limit else None
+            if too_long:
+                raise InvalidPair(f"{pair.where()}: {too_long}")
             image, sha = pair.load_image(), pair.image_sha256()
             extra = pair.extra_images()
         except InvalidPair as e:
@@ -567,11 +572,14 @@ def plan_positions(bench: Benchmark) -> dict[tuple[str, str], int]:
 def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_dir: Path, cfg: RunConfig,
                positions: dict[tuple[str, str], int], batcher: AdaptiveBatcher) -> None:
     editor_fp = cfg.editor.fingerprint()
+    from src.config import import_class
+
+    limit = instruction_limit(cfg.max_instruction_chars, editor, import_class(cfg.judge.class_path, "reward_model", []))
     bar = Progress("edit", len(pairs))
     for category, cat_pairs in _by_category(pairs, lambda p: p.category):
         bar.start_category(category, len(cat_pairs))
         batch: list[tuple[PairSpec, EditRequest, str]] = []
-        for pair, request, sha in _edit_requests(cat_pairs, state, cfg, editor_fp, positions):
+        for pair, request, sha in _edit_requests(cat_pairs, state, cfg, editor_fp, positions, limit):
             if request is None:
                 bar.update(1)
                 continue

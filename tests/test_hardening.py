@@ -18,7 +18,7 @@ import yaml
 
 from src.cli import main
 from src.config import ConfigError, load_config
-from tests.conftest import REPO, make_benchmark, write_config
+from tests.conftest import REPO, make_benchmark, png_b64, write_config
 
 CATS = ["物理", "环境"]
 
@@ -475,3 +475,40 @@ def test_stage_report_does_not_need_the_benchmark_file(tmp_path, finished):
     (tmp_path / "bench.json").unlink()
     assert run_main("--resume", finished, "--stage", "report") == 0
     assert comparable(report_of(finished)) == comparable(before)
+
+
+# ----------------------------------------------------------------------------- bounded input
+
+
+def test_overlong_instruction_is_invalid_input_before_any_model(tmp_path):
+    long = {"pair_id": "long", "original_image_b64": png_b64(),
+            "edit_instruction": "把" * 9000}
+    data = make_benchmark(tmp_path / "b.json", categories=CATS, n=1, extra={"物理": [long]})
+    cfg = write_config(tmp_path / "c.yaml", data)
+    assert run_main("--config", cfg, "--run-name", "l") == 0
+    report = report_of(tmp_path / "outputs" / "l")
+    by_id = {p["pair_id"]: p for p in report["pairs"]}
+    assert by_id["long"]["status"] == "invalid_input"
+    assert "category '物理', pair 'long'" in by_id["long"]["error"]
+    assert "9,000 characters; the limit is 8,192 (pipeline.max_instruction_chars)" in by_id["long"]["error"]
+    assert report["overall"]["scored"] == 2  # the valid pairs complete
+    assert run_main("--config", cfg, "--run-name", "l2", "--set", "pipeline.max_instruction_chars=10000") == 0
+    assert report_of(tmp_path / "outputs" / "l2")["overall"]["scored"] == 3
+
+
+def test_model_families_bring_their_own_instruction_limit():
+    from src.limits import instruction_limit
+    from src.models.diffusion.implementations.qwen_image_edit import QwenImageEditModel
+    from src.models.diffusion.implementations.qwen_image_edit_plus import QwenImageEditPlusModel
+    from tests.fakes import FakeEditModel, FakeRewardModel
+
+    for editor in (QwenImageEditModel, QwenImageEditPlusModel):
+        limit, why = instruction_limit(8192, editor, FakeRewardModel)
+        assert limit == 2048 and "4,096 rotary positions" in why
+    assert instruction_limit(8192, FakeEditModel, FakeRewardModel)[0] == 8192
+    assert instruction_limit(1000, QwenImageEditModel, FakeRewardModel)[0] == 1000
+
+    class Short(FakeRewardModel):
+        max_instruction_chars = 300
+
+    assert instruction_limit(8192, FakeEditModel(), Short())[0] == 300
