@@ -302,6 +302,9 @@ def check_api_key_env(init_args: dict, where: str) -> None:
                           "shared")
 
 
+# init_args that name a program to start or its arguments (the managed vLLM judge's `command`, `extra_args`)
+COMMAND_ARGS = ("command", "extra_args")
+
 # load_kwargs / init_args that make diffusers or transformers run code that ships with a checkpoint
 REMOTE_CODE_KWARGS = ("trust_remote_code", "custom_pipeline", "custom_revision")
 
@@ -316,6 +319,9 @@ def remote_code_uses(spec: "ComponentSpec") -> list[str]:
         if isinstance(kwargs, dict):
             uses += [f"{spec.key}.init_args.{name}.{k}" for k in REMOTE_CODE_KWARGS
                      if k in kwargs and kwargs[k] not in (None, False)]
+    extra = spec.init_args.get("extra_args")
+    if isinstance(extra, list) and any(str(a).split("=")[0] == "--trust-remote-code" for a in extra):
+        uses.append(f"{spec.key}.init_args.extra_args --trust-remote-code")
     return uses
 
 
@@ -361,6 +367,13 @@ def resolve_component(key: str, raw: Any, source: str, policy: CodePolicy | None
     missing = [n for n, p in params.items() if p.default is p.empty and n not in init_args]
     if missing:
         raise ConfigError(f"{where}.init_args: missing required argument(s) {missing}")
+    if policy is not None and policy.project_only:  # a run folder's config may not choose programs to start
+        for name in COMMAND_ARGS:
+            if name in init_args and name in params and init_args[name] != params[name].default \
+                    and init_args[name] != [] and init_args[name] is not None:
+                raise ConfigError(f"{where}.init_args.{name} starts a program ({init_args[name]!r}), and a run "
+                                  "folder's config is not trusted to choose one: pass your own config with --config "
+                                  "FILE (or --trust-run-config if you made this run)")
     resolved = {n: copy.deepcopy(init_args[n]) if n in init_args else copy.deepcopy(p.default) for n, p in params.items()}
     spec = ComponentSpec(key=key, class_path=class_path, init_args=resolved)
     from src.models.base import ModelError

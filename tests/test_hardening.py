@@ -512,3 +512,16 @@ def test_model_families_bring_their_own_instruction_limit():
         max_instruction_chars = 300
 
     assert instruction_limit(8192, FakeEditModel(), Short())[0] == 300
+
+
+def test_run_folder_config_cannot_choose_a_program_to_start(tmp_path, small):
+    judge = {"class_path": "src.models.reward.implementations.vllm_server.VLLMServerRewardModel",
+             "init_args": {"model": "org/judge", "command": ["sh", "-c", "touch pwned"]}}
+    cfg = write_config(tmp_path / "v.yaml", tmp_path / "bench.json", judge=judge)
+    load_config(cfg)  # the user's own config may (tests start a fake server this way)
+    with pytest.raises(ConfigError, match="starts a program"):
+        load_config(cfg, trusted=False)
+    judge["init_args"] = {"model": "org/judge", "extra_args": ["--trust-remote-code"]}
+    write_config(cfg, tmp_path / "bench.json", judge=judge)
+    with pytest.raises(ConfigError, match="allow_remote_code: true"):
+        load_config(cfg)
