@@ -111,13 +111,21 @@ def main(argv: list[str] | None = None) -> int:
         return (tools.validate_main if argv[0] == "validate" else tools.convert_main)(argv[1:])
     args = build_parser().parse_args(argv)
     setup_console_logging()
+    from src.runguard import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # SIGTERM (SLURM, timeout, systemd) takes Ctrl-C's path from here on
+        return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The benchmark run of `main`: find or create the run folder, run, map errors to exit codes."""
     from src.config import ConfigError, load_config
     from src.data import BenchmarkError, load_benchmark
     from src.models.base import ModelError
     from src.pipeline import ResumeError, run
     from src.prompts import PromptError
     from src.device_errors import StickyDeviceError
-    from src.runguard import RunLocked, environment_fault, sigterm_as_interrupt
+    from src.runguard import RunLocked, environment_fault
     from src.state import StateError
 
     from src.distributed import DistributedError, world
@@ -202,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             load_benchmark(cfg.data_path, cfg.categories, cfg.limit, cfg.data_format, cfg.image_root)
         if w.is_main:
             print(f"run folder: {run_dir}", file=sys.stderr, flush=True)
-        with sigterm_as_interrupt():  # SLURM's SIGTERM takes Ctrl-C's path
-            paths = run(cfg, run_dir, args.stage, bench, saved_cfg=saved_cfg, retry_failed=args.retry_failed)
+        paths = run(cfg, run_dir, args.stage, bench, saved_cfg=saved_cfg, retry_failed=args.retry_failed)
         for kind, path in paths.items():
             print(f"report ({kind}): {path}", flush=True)
         return nothing_done_code(paths, args.stage)
@@ -217,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         from src.runguard import Terminated
 
         what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        log.error("%s; continue with: python main.py --resume %s", what, run_dir or "")
+        if run_dir is not None and is_run_folder(run_dir):
+            log.error("%s; continue with: python main.py --resume %s", what, run_dir)
+        else:
+            log.error("%s before the run started; run the same command again", what)
         return 143 if isinstance(e, Terminated) else 130
     except Exception as e:  # noqa: BLE001 - last resort: say what happened, keep the traceback
         fault = environment_fault(e, run_dir, resumable=run_dir is not None and is_run_folder(run_dir))

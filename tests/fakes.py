@@ -100,16 +100,23 @@ class FakeRewardModel(BaseRewardModel):
 
 class FlakyEditModel(FakeEditModel):
     """Fails every edit while the file `outage_file` exists (a missing precomputed image, a broken mount):
-    the same config works again once it is gone, so `--retry-failed` can be tested without changing it."""
+    the same config works again once it is gone, so `--retry-failed` can be tested without changing it.
+    `hold_file` holds a run inside its first edit, so tests can act on a run that is surely in progress."""
 
-    def __init__(self, outage_file: str = "", model_name: str = "fake", device: str = "cpu", dtype: str = "float32",
-                 batch_size: int = 1, cache_dir: str | None = None) -> None:
+    def __init__(self, outage_file: str = "", hold_file: str = "", model_name: str = "fake", device: str = "cpu",
+                 dtype: str = "float32", batch_size: int = 1, cache_dir: str | None = None) -> None:
         super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir)
         self.outage_file = outage_file
+        self.hold_file = hold_file  # while it exists, edit() waits (after creating hold_file + ".reached")
 
     def edit(self, requests: list[EditRequest]) -> list[EditResult]:
         from pathlib import Path
 
+        if self.hold_file and Path(self.hold_file).exists():
+            Path(self.hold_file + ".reached").write_text("")
+            deadline = time.time() + 300
+            while Path(self.hold_file).exists() and time.time() < deadline:
+                time.sleep(0.02)
         if self.outage_file and Path(self.outage_file).exists():
             assert self.loaded
             return [EditResult(image=None, error="injected outage") for _ in requests]
