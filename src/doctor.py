@@ -519,6 +519,7 @@ def check_config(path: str, overrides: list[str] | None = None, info: dict[str, 
         entry: dict[str, Any] = {"class_path": spec.class_path, "model_name": args.get("model_name"),
                                  "device": args.get("device"), "checkpoint": None}
         out["models"][role] = entry
+        errors_before = len(out["errors"])
         try:
             spec.build().check()
         except (ModelError, ConfigError) as exc:
@@ -526,7 +527,7 @@ def check_config(path: str, overrides: list[str] | None = None, info: dict[str, 
         except Exception as exc:  # noqa: BLE001 - a model's check must not take the doctor down
             out["errors"].append(f"{role} ({spec.class_path}): check failed: {type(exc).__name__}: {exc}")
         problem = _device_problem(args.get("device") or "auto", gpus, bool(cuda.get("available")))
-        if problem and problem not in " ".join(out["errors"]):
+        if problem and len(out["errors"]) == errors_before:  # the model's own check did not say it already
             out["errors"].append(f"{role}: {problem}")
         name = args.get("model_name")
         if name:
