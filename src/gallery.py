@@ -10,8 +10,9 @@ names never become paths, an image used by several pairs is stored once, and not
     gallery.json               which files belong to which pair (category, pair_id, role)
 
 Who writes them: the *report stage* (`materialize`, called by the pipeline just before the reports),
-because it is the one stage that always runs, also for `--stage report` and for runs made before the
-gallery existed; the benchmark file is loaded then anyway. Every file is written once (skipped when it
+because it is the one stage that always runs, also for runs made before the gallery existed; the
+benchmark file is loaded then anyway. `--stage report` alone does not read the benchmark file: it
+writes missing thumbnails only (a plain `--resume` copies missing originals). Every file is written once (skipped when it
 exists) and atomically (temporary name, then rename). An original is copied only when its bytes still
 hash to the `input_sha256` recorded with the edit — a benchmark file that changed since is never shown
 as the input of an old edit. The run folder is then self-contained: report.html, report.json and
@@ -128,50 +129,52 @@ def load_index(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
 def materialize(state, bench, run_dir: Path) -> dict[str, int]:
     """Copy originals and extra images into the run folder and write the thumbnails (report stage).
 
-    Pairs whose image cannot be read, or whose benchmark image changed since it was edited, are skipped
-    with a warning: the gallery then shows "no image" for them; no result is touched.
+    `bench` None (`--stage report`, which does not read the benchmark file): only missing thumbnails
+    are written, from the files already in the run folder. Pairs whose image cannot be read, or whose
+    benchmark image changed since it was edited, are skipped with a warning: the gallery then shows
+    "no image" for them; no result is touched.
     """
     index = load_index(run_dir)
     edits = state.edit_map()
     counts = {"originals": 0, "thumbnails": 0, "skipped": 0}
     changed = False
-    for pair in bench.iter_pairs():
+    for pair in (bench.iter_pairs() if bench is not None else ()):
         key = (pair.category, pair.pair_id)
         rec = edits.get(key)
         if rec is None or rec.input_sha256 is None:
             continue  # not edited yet, or invalid input: nothing reliable to show
         entry = index.get(key)
-        if entry is None or entry.get("input_sha256") != rec.input_sha256 \
-                or not all((run_dir / f["path"]).is_file() for f in entry["files"]):
-            try:
-                raw = pair._raw_image()  # the benchmark's bytes, unchanged
-                if _sha256(raw) != rec.input_sha256:
-                    log.warning("gallery: %s: the benchmark image changed since it was edited; not copied",
-                                pair.where())
-                    counts["skipped"] += 1
-                    continue
-                files = [{"role": "original", "path": _store_original(run_dir, raw, rec.input_sha256),
-                          "sha256": rec.input_sha256}]
-                for role, image in _extra_images(pair):
-                    data = _png_bytes(image)
-                    sha = _sha256(data)
-                    files.append({"role": role, "path": f"originals/{sha}.png", "sha256": sha})
-                    _write_once(run_dir / files[-1]["path"], data)
-            except Exception as e:  # noqa: BLE001 - the report must not fail because of one picture
-                log.warning("gallery: %s: original not copied (%s)", pair.where(), e)
+        if entry is not None and entry.get("input_sha256") == rec.input_sha256 \
+                and all((run_dir / f["path"]).is_file() for f in entry["files"]):
+            continue
+        try:
+            raw = pair._raw_image()  # the benchmark's bytes, unchanged
+            if _sha256(raw) != rec.input_sha256:
+                log.warning("gallery: %s: the benchmark image changed since it was edited; not copied",
+                            pair.where())
                 counts["skipped"] += 1
                 continue
-            entry = {"category": pair.category, "pair_id": pair.pair_id, "input_sha256": rec.input_sha256,
-                     "files": files}
-            index[key] = entry
-            changed = True
-            counts["originals"] += 1
-        for f in entry["files"]:
-            if not (run_dir / thumb_path(f["sha256"])).exists():
-                counts["thumbnails"] += make_thumbnail(run_dir, f["path"], f["sha256"]) is not None
-        if rec.status == "edited" and rec.output_sha256 and (run_dir / rec.image_path).is_file() \
-                and not (run_dir / thumb_path(rec.output_sha256)).exists():
-            counts["thumbnails"] += make_thumbnail(run_dir, rec.image_path, rec.output_sha256) is not None
+            files = [{"role": "original", "path": _store_original(run_dir, raw, rec.input_sha256),
+                      "sha256": rec.input_sha256}]
+            for role, image in _extra_images(pair):
+                data = _png_bytes(image)
+                sha = _sha256(data)
+                files.append({"role": role, "path": f"originals/{sha}.png", "sha256": sha})
+                _write_once(run_dir / files[-1]["path"], data)
+        except Exception as e:  # noqa: BLE001 - the report must not fail because of one picture
+            log.warning("gallery: %s: original not copied (%s)", pair.where(), e)
+            counts["skipped"] += 1
+            continue
+        index[key] = {"category": pair.category, "pair_id": pair.pair_id, "input_sha256": rec.input_sha256,
+                      "files": files}
+        changed = True
+        counts["originals"] += 1
+    # thumbnails of every original / extra image in the folder and of every edit (written once)
+    sources = [(f["path"], f["sha256"]) for e in index.values() for f in e["files"]]
+    sources += [(r.image_path, r.output_sha256) for r in edits.values() if r.status == "edited" and r.output_sha256]
+    for rel, sha in sources:
+        if not (run_dir / thumb_path(sha)).exists() and (run_dir / rel).is_file():
+            counts["thumbnails"] += make_thumbnail(run_dir, rel, sha) is not None
     if changed:
         data = json.dumps({"version": 1, "pairs": list(index.values())}, ensure_ascii=False, indent=1)
         tmp = run_dir / f".{INDEX_FILE}.tmp-{os.getpid()}"

@@ -227,6 +227,7 @@ def report_only(cfg: RunConfig, run_dir: Path) -> dict[str, Path]:
     state = State(run_dir / "state.sqlite")
     try:
         scoring = scoring_setup(cfg, run_categories(state, None))
+        gallery.materialize(state, None, run_dir)  # missing thumbnails only: the benchmark is not read
         return write_reports(state, run_dir, scoring.fingerprint)
     finally:
         state.close()

@@ -105,10 +105,17 @@ def test_files_are_written_once_and_the_folder_is_portable(gallery_run, tmp_path
     assert main(["--resume", str(moved), "--stage", "report"]) == 0
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes  # nothing rewritten
     assert sorted(p for p in (moved / "thumbs").iterdir()) + sorted((moved / "originals").iterdir()) == files
-    # a thumbnail that is gone is written again, and only that one
+    # a thumbnail that is gone is written again by --stage report (which does not read the benchmark),
+    # and only that one; an original that is gone comes back with a plain resume (which reads it)
     files[0].unlink()
     assert main(["--resume", str(moved), "--stage", "report", "--config", str(config)]) == 0
     assert files[0].is_file() and all(p.stat().st_mtime_ns == mtimes[p] for p in files[1:])
+    original = next(p for p in files if p.parent.name == "originals")
+    original.unlink()
+    assert main(["--resume", str(moved), "--stage", "report"]) == 0
+    assert not original.exists()
+    assert main(["--resume", str(moved)]) == 0
+    assert original.is_file() and all(p.stat().st_mtime_ns == mtimes[p] for p in files[1:] if p != original)
     # every image path in the html data is relative and resolves inside the moved folder
     data = embedded((moved / "report.html").read_text(encoding="utf-8"))
     assert data["base"] == ""
