@@ -224,15 +224,17 @@ def test_chinese_readme_is_linked_and_matches_the_english_one():
     # the two commands (run, tests) and the command-line synopsis are the English README's, verbatim
     en_bash = [b for lang, b in blocks(en) if lang == "bash"]
     for command in (en_bash[0], en_bash[1]):
-        assert command in zh
+        assert command in zh, f"README.zh-CN.md lacks the command {command!r} of README.md"
     synopsis = next(b for lang, b in blocks(en) if b.startswith("python main.py --config FILE"))
-    assert synopsis in zh
+    assert synopsis in zh, "README.zh-CN.md: copy README.md's command-line synopsis (and describe new options)"
     # the config block is a complete, valid config shape: the same keys as the English one
     zh_cfg = yaml.safe_load(next(b for lang, b in blocks(zh) if lang == "yaml"))
     en_cfg = yaml.safe_load(next(b for lang, b in blocks(en) if lang == "yaml"))
-    assert set(zh_cfg) == set(en_cfg) and set(zh_cfg) <= TOP_KEYS
+    hint = "README.zh-CN.md's config block must show the same keys as README.md's"
+    assert set(zh_cfg) == set(en_cfg) and set(zh_cfg) <= TOP_KEYS, (hint, set(zh_cfg) ^ set(en_cfg))
     for section, keys in SECTION_KEYS.items():
-        assert set(zh_cfg[section]) == set(en_cfg[section]) and set(zh_cfg[section]) <= keys, section
+        assert set(zh_cfg[section]) == set(en_cfg[section]) and set(zh_cfg[section]) <= keys, \
+            (hint, section, set(zh_cfg[section]) ^ set(en_cfg[section]))
 
 
 def test_reasoning_blocks_for_multi_query_and_json_replies():
