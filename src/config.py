@@ -601,6 +601,7 @@ def resolve_config(raw: dict, source: str, base_dir: Path, trusted: bool = True)
     if not isinstance(prompt_categories, dict):
         raise ConfigError(f"{source}: prompts.categories must map category names to template names")
     prompt_categories = {cat: _prompt_path(name, base_dir) for cat, name in prompt_categories.items()}
+    prompts["categories"] = prompt_categories  # later checks see the resolved folders too
     prompts["default"] = _prompt_path(prompts["default"], base_dir)
     allow_remote_code = raw.get("allow_remote_code", False)
     if not isinstance(allow_remote_code, bool):
