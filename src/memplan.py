@@ -845,16 +845,23 @@ def plan(editor_spec: dict, judge_spec: dict, mode: str = "two_stage", gpu_free_
             best = f"largest that fits: {entry['max_batch_size']}" if fit else "not even batch_size 1 fits"
             warnings.append(f"{role} batch_size {entry['batch_size']} is estimated not to fit ({best})")
 
-    # -- host RAM while loading: the editor implementation loads the pipeline into host memory and then
-    # moves it (`from_pretrained(...)` + `pipe.to(device)`); the judge loads with device_map straight to
-    # the GPU. So a diffusers checkpoint passes through host RAM once, whole.
+    # -- host RAM while loading. Editors (src/models/diffusion/placement.py) load straight onto the GPU on
+    # `cuda` / `cuda:0` and with a `device_map`; on `cuda:N` (N > 0) the whole checkpoint is read into host
+    # memory first and then moved (`pipe.to(device)`); `offload: model | sequential` keeps the weights in
+    # host memory for good. The judge loads with device_map straight to the GPU.
     for role, entry in models.items():
         entry["host_load_bytes"] = None
-        if entry["available"] and entry["kind"] == "diffusers" and entry["target"].startswith("cuda"):
-            entry["host_load_bytes"] = entry["weight_bytes"]
-            if host is not None and entry["weight_bytes"] > host:
-                warnings.append(f"{role} is loaded into host RAM before it moves to the GPU: needs ~"
-                                f"{_gib(entry['weight_bytes'])}, host has {_gib(host)} available")
+        if not (entry["available"] and entry["kind"] == "diffusers" and entry["target"].startswith("cuda")):
+            continue
+        offload = _init_args(specs[role]).get("offload") or "none"
+        detour = entry["device_map"] is None and entry["target"] not in ("cuda", "cuda:0")
+        if offload == "none" and not detour:
+            continue
+        entry["host_load_bytes"] = entry["weight_bytes"]
+        if host is not None and entry["weight_bytes"] > host:
+            why = (f"offload: {offload} keeps it in host RAM" if offload != "none"
+                   else "it is loaded into host RAM before it moves to the GPU")
+            warnings.append(f"{role}: {why}: needs ~{_gib(entry['weight_bytes'])}, host has {_gib(host)} available")
 
     if not gpus:
         notes.append("no GPU: compared with host RAM available (a CPU run), not with GPU memory")

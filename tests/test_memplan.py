@@ -291,12 +291,21 @@ def test_configured_batch_too_large_is_flagged(big):
 
 
 def test_editor_passing_through_host_ram_is_flagged(big):
+    # cuda / cuda:0 (device auto on one GPU): the editor loads straight onto the GPU, as the judge does
     p = plan(editor_spec(big["editor"]), judge_spec(big["judge"]), gpu_free_bytes=[80 * GIB],
              host_available_bytes=32 * GIB)
+    assert p["models"]["editor"]["host_load_bytes"] is None and p["models"]["judge"]["host_load_bytes"] is None
+    assert not any("host RAM" in w for w in p["warnings"])
+    # cuda:1: read into host RAM first, then moved
+    p = plan(editor_spec(big["editor"], device="cuda:1"), judge_spec(big["judge"]),
+             gpu_free_bytes=[80 * GIB, 80 * GIB], host_available_bytes=32 * GIB)
     assert p["models"]["editor"]["host_load_bytes"] == p["models"]["editor"]["weight_bytes"]
-    assert p["models"]["judge"]["host_load_bytes"] is None  # device_map: straight to the GPU
-    assert any("loaded into host RAM" in w for w in p["warnings"])
+    assert any("loaded into host RAM before it moves" in w for w in p["warnings"])
     assert "WARNING" in format_plan(p)
+    # offload: model keeps the weights in host RAM
+    p = plan(editor_spec(big["editor"], offload="model"), judge_spec(big["judge"]), gpu_free_bytes=[80 * GIB],
+             host_available_bytes=32 * GIB)
+    assert any("offload: model keeps it in host RAM" in w for w in p["warnings"])
 
 
 def test_activation_formulas():
