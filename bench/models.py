@@ -17,6 +17,8 @@ from src.models.base import BaseRewardModel, ModelError, ScoreRequest, ScoreResu
 class ConstantRewardModel(BaseRewardModel):
     """Returns `value` for every request. No weights, no device work."""
 
+    uses_torch_rng = False  # no torch randomness: the run need not import torch to seed it
+
     def __init__(self, model_name: str = "constant", device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 1, cache_dir: str | None = None, value: float = 5.0) -> None:
         super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,

@@ -6,6 +6,15 @@ fsynced, renamed). A score is done when its row in `scores` exists. Every row is
 so a run killed with SIGKILL at any moment loses at most the pair in flight and never duplicates one:
 rows are keyed by (category, pair_id) and, for scores, by the judge's fingerprint too.
 
+Durability. The run's state.sqlite uses WAL with `synchronous=NORMAL`: a committed row is in the WAL file
+before the commit returns, so a crash of the *process* (SIGKILL, an exception, an out-of-memory kill) at
+any moment loses nothing committed. The WAL is fsynced only at checkpoints, so after an *operating-system*
+crash or power loss the last commits before it may be lost — the database stays consistent (SQLite
+guarantees that), and a pair whose record was lost is simply edited or scored again on resume (its image
+is rewritten atomically; seeds are per pair, so the redo gives the same result). Image before record is
+unchanged: the image is fsynced before its row is written. Data-parallel shard files (journal_mode
+DELETE, `src/distributed.py`) keep `synchronous=FULL`.
+
 `runs` logs each invocation (config fingerprint, model loads, swaps, stage seconds) so the report
 can say how the records came to be.
 """
@@ -147,7 +156,10 @@ class State:
             if existed:
                 self.check_integrity()
             self.conn.execute(f"PRAGMA journal_mode={journal_mode}")  # DELETE for data-parallel shard files
-            self.conn.execute("PRAGMA synchronous=FULL")
+            # WAL + NORMAL: a commit is durable against a process crash (kill -9) and ~50x cheaper than FULL
+            # (no fsync per commit; module docstring). Other journal modes (the shard files) stay FULL.
+            wal = journal_mode.upper() == "WAL"
+            self.conn.execute(f"PRAGMA synchronous={'NORMAL' if wal else 'FULL'}")
             self.conn.executescript(SCHEMA)
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", SCHEMA_VERSION)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,20 +104,29 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16"
            "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
-def parse_dtype(name: str):
-    import torch
-
+def check_dtype(name: str) -> str:
+    """The canonical dtype name (`float32`, `float16`, `bfloat16`); checked without importing torch."""
     key = str(name).replace("torch.", "").lower()
     if key not in _DTYPES:
         raise ModelError(f"unknown dtype {name!r}; use one of float32, float16, bfloat16")
-    return getattr(torch, _DTYPES[key])
+    return _DTYPES[key]
+
+
+def parse_dtype(name: str):
+    key = check_dtype(name)
+    import torch
+
+    return getattr(torch, key)
 
 
 def resolve_device(device: str) -> str:
-    """`auto` -> cuda when present, else cpu. `cuda` without a GPU is a clear error."""
+    """`auto` -> cuda when present, else cpu. `cuda` without a GPU is a clear error.
+    Torch is imported only for `auto` and `cuda*` (a `cpu` run of torch-free models never imports it)."""
+    device = str(device)
+    if device != "auto" and not device.startswith("cuda"):
+        return device
     import torch
 
-    device = str(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -130,9 +140,10 @@ def resolve_device(device: str) -> str:
 def free_memory(device: str | None = None) -> None:
     """Collect garbage and, on CUDA, return cached blocks to the driver. A no-op beyond gc on CPU."""
     gc.collect()
+    torch = sys.modules.get("torch")  # not imported = nothing of ours lives on a GPU
+    if torch is None:
+        return
     try:
-        import torch
-
         if torch.cuda.is_available():  # not exercised on the CPU-only CI
             torch.cuda.empty_cache()
     except Exception:  # pragma: no cover - torch import problems surface elsewhere
@@ -141,6 +152,10 @@ def free_memory(device: str | None = None) -> None:
 
 class _ModelBase(ABC):
     """Shared life cycle. Constructor arguments are the config's `init_args`; keep them cheap."""
+
+    # Whether results may depend on torch's global RNG: `seed_everything` imports and seeds torch only when
+    # a model of the run says so. Torch-free models (identity, precomputed, API judges) set False.
+    uses_torch_rng: bool = True
 
     def __init__(self, model_name: str, device: str = "auto", dtype: str = "bfloat16",
                  batch_size: int = 1, cache_dir: str | None = None) -> None:
@@ -161,7 +176,7 @@ class _ModelBase(ABC):
     def check(self) -> None:
         """Validate what can be validated without loading weights (device, dtype, model path)."""
         resolve_device(self.device_spec)
-        parse_dtype(self.dtype_name)
+        check_dtype(self.dtype_name)
 
     def resolved_model_path(self) -> str:
         """A hub id or local directory for `from_pretrained`; `tiny:<arch>` is built/cached first."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
 import string
 from dataclasses import dataclass
@@ -83,15 +84,19 @@ def _env(root: str) -> Environment:
                        autoescape=False, keep_trailing_newline=False, trim_blocks=True)
 
 
-def _source_with_parents(env: Environment, name: str, seen: set[str] | None = None) -> str:
-    """The template's source followed by the sources of everything it includes or extends."""
+def _source_with_parents(env: Environment, name: str, seen: set[str] | None = None,
+                         files: list[str] | None = None) -> str:
+    """The template's source followed by the sources of everything it includes or extends (their file
+    paths are appended to `files`)."""
     seen = seen if seen is not None else set()
     if name in seen:
         return ""
     seen.add(name)
-    source = env.loader.get_source(env, name)[0]
+    source, filename = env.loader.get_source(env, name)[:2]
+    if files is not None and filename:
+        files.append(filename)
     refs = sorted(r for r in meta.find_referenced_templates(env.parse(source)) if r)
-    return source + "".join("\0" + _source_with_parents(env, r, seen) for r in refs)
+    return source + "".join("\0" + _source_with_parents(env, r, seen, files) for r in refs)
 
 
 def _names_with_parents(env: Environment, name: str, seen: set[str] | None = None) -> list[str]:
@@ -103,10 +108,37 @@ def _names_with_parents(env: Environment, name: str, seen: set[str] | None = Non
     return [name] + [n for r in refs for n in _names_with_parents(env, r, seen)]
 
 
+def _files_stamp(files: list[str]) -> tuple | None:
+    try:
+        return tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
+    except OSError:
+        return None
+
+
+# (root, folder) -> (the files' (path, mtime_ns, size), hash): render_prompt runs once per pair, and parsing
+# the template and its includes to hash them cost ~1 ms each time; a changed file is re-read.
+_HASH_CACHE: dict[tuple[str, str], tuple[tuple, str]] = {}
+
+
 def template_hash(name: str) -> str:
     root, folder = _resolve(name)
+    key = (str(root), folder)
+    cached = _HASH_CACHE.get(key)
+    if cached is not None and _files_stamp([f for f, _, _ in cached[0]]) == cached[0]:
+        return cached[1]
     env = _env(str(root))
-    text = _source_with_parents(env, f"{folder}/system.j2") + "\0" + _source_with_parents(env, f"{folder}/user.j2")
+
+    def read() -> tuple[str, list[str]]:
+        files: list[str] = []
+        text = (_source_with_parents(env, f"{folder}/system.j2", files=files) + "\0"
+                + _source_with_parents(env, f"{folder}/user.j2", files=files))
+        return text, files
+
+    text, files = read()
+    stamp = _files_stamp(files)
+    # cached only if a second read gives the same text and stamps (no file changed while it was read)
+    if stamp is not None and read()[0] == text and _files_stamp(files) == stamp:
+        _HASH_CACHE[key] = (stamp, hashlib.sha256(text.encode("utf-8")).hexdigest())
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

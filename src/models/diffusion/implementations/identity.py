@@ -12,6 +12,8 @@ from src.models.base import BaseEditModel, EditRequest, EditResult, ModelError
 class IdentityEditModel(BaseEditModel):
     """Returns a copy of each request's input image. No weights, no device work."""
 
+    uses_torch_rng = False  # no torch randomness: the run need not import torch to seed it
+
     def __init__(self, model_name: str = "identity", device: str = "cpu", dtype: str = "float32",
                  batch_size: int = 1, cache_dir: str | None = None) -> None:
         super().__init__(model_name=model_name, device=device, dtype=dtype, batch_size=batch_size,

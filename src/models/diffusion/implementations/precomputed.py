@@ -51,6 +51,8 @@ def _check_template(template: str) -> None:
 class PrecomputedEditModel(BaseEditModel):
     """Reads `<images_dir>/<category>/<pair_id>.<png|jpg|jpeg|webp>` (or `path_template`) per pair."""
 
+    uses_torch_rng = False  # no torch randomness: the run need not import torch to seed it
+
     def __init__(self, images_dir: str, path_template: str | None = None, model_name: str = "precomputed",
                  device: str = "cpu", dtype: str = "float32", batch_size: int = 1,
                  cache_dir: str | None = None) -> None:

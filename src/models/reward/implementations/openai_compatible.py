@@ -132,6 +132,8 @@ class _Permanent(Exception):
 class OpenAICompatibleRewardModel(BaseRewardModel):
     """Scores (original, edited) pairs 0-10 with a VLM served behind an OpenAI-compatible API."""
 
+    uses_torch_rng = False  # no torch randomness: the run need not import torch to seed it
+
     def __init__(
         self,
         model: str = "",
