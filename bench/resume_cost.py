@@ -6,7 +6,8 @@
 Scenarios (each invocation its own subprocess, timed spawn to exit):
 - tiny: the default `config.yaml` (tiny random-weight Qwen-Image-Edit + Qwen3-VL, 15 pairs, torch_threads 1
   from the config): `python main.py --config config.yaml --output-dir T --run-name tiny`, then
-  `python main.py --resume T/tiny`.
+  `python main.py --resume T/tiny --trust-run-config` (the bench made the run; a run folder's config may
+  otherwise name only the project's `src`/`tests` classes, and the instant judge lives in `bench/`).
 - instant: identity editor + bench.models.ConstantRewardModel on N generated 512x512 pairs (PNG level 4).
 Target: resume wall <= 10% of the original's, and the resumed invocation loads no model (its
 `model_loads` in report.json are 0; `run.invocations[-1]`).
@@ -51,7 +52,7 @@ def scenario(name: str, argv_new: list[str], run_dir: Path, tmp: Path, quiet: bo
     check_ok(orig, f"{name}: original run", log)
     log = tmp / f"{name}-resume.log"
     busy1 = wait_quiet() if quiet else None
-    res = run_measured([py, "main.py", "--resume", str(run_dir)], log_path=log)
+    res = run_measured([py, "main.py", "--resume", str(run_dir), "--trust-run-config"], log_path=log)
     check_ok(res, f"{name}: resume", log)
     rep = report_of(run_dir)
     invs = rep["run"]["invocations"]
@@ -67,7 +68,7 @@ def scenario(name: str, argv_new: list[str], run_dir: Path, tmp: Path, quiet: bo
     if what_if:  # the suggested src/data.py fix monkeypatched in (src/ itself unchanged)
         log = tmp / f"{name}-whatif.log"
         busy2 = wait_quiet() if quiet else None
-        w = run_measured([py, "-c", FAST_B64_MAIN, "--resume", str(run_dir)], log_path=log)
+        w = run_measured([py, "-c", FAST_B64_MAIN, "--resume", str(run_dir), "--trust-run-config"], log_path=log)
         check_ok(w, f"{name}: what-if resume", log)
         out["whatif_fast_b64_resume_wall_s"] = w["wall_s"]
         out["whatif_fast_b64_fraction"] = round(w["wall_s"] / orig["wall_s"], 3)
@@ -75,7 +76,7 @@ def scenario(name: str, argv_new: list[str], run_dir: Path, tmp: Path, quiet: bo
     if profile:
         prof = tmp / f"{name}.prof"
         log = tmp / f"{name}-profile.log"
-        pr = run_measured([py, "-m", "cProfile", "-o", str(prof), "main.py", "--resume", str(run_dir)], log_path=log)
+        pr = run_measured([py, "-m", "cProfile", "-o", str(prof), "main.py", "--resume", str(run_dir), "--trust-run-config"], log_path=log)
         check_ok(pr, f"{name}: profiled resume", log)
         out["resume_profile"] = {"wall_s_under_cprofile": pr["wall_s"], **profile_summary(prof)}
     return out
