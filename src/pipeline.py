@@ -494,6 +494,13 @@ def check_resume(state: State, cfg: RunConfig, bench: Benchmark, stage: str, sco
         if rec.description != pair.description:  # rendered into the judge prompt: part of what was measured
             raise ResumeError(f"{bench.path}: category {pair.category!r}, pair {pair.pair_id!r} changed since it "
                               f"was edited (field 'description' differs); start a new run")
+        recorded = (rec.info or {}).get("extra_images_sha256")  # absent in records made before it was kept
+        if recorded is not None and recorded != extra_images_sha256(pair):
+            now = extra_images_sha256(pair)
+            roles = sorted(r for r in set(recorded) | set(now) if recorded.get(r) != now.get(r))
+            raise ResumeError(f"{bench.path}: category {pair.category!r}, pair {pair.pair_id!r} changed since it "
+                              f"was edited (extra image(s) {', '.join(roles)} differ: they reach the models); "
+                              "start a new run")
         if stage in ("all", "edit"):
             if rec.seed != pair_seed(cfg.seed, pair.category, pair.pair_id):
                 raise ResumeError(f"category {pair.category!r}, pair {pair.pair_id!r} was edited with seed "
@@ -564,12 +571,25 @@ def _edit_requests(pairs: Iterable[PairSpec], state: State, cfg: RunConfig, edit
 
 
 def _edit_record(pair: PairSpec, positions: dict, status: str, editor_fp: str, **kw) -> EditRecord:
+    # the extra images' hashes go with the record (info), so a resume can tell when one changed
+    info = {**(kw.get("info") or {}), "extra_images_sha256": extra_images_sha256(pair)}
     return EditRecord(category=pair.category, pair_id=pair.pair_id, position=positions[(pair.category, pair.pair_id)],
                       status=status, instruction=pair.instruction, description=pair.description,
                       metadata=pair.metadata, image_path=kw.get("image_path"), output_sha256=kw.get("output_sha256"),
                       input_sha256=kw.get("input_sha256"), seed=kw.get("seed"), editor_fingerprint=editor_fp,
-                      error=kw.get("error"), info=kw.get("info") or {}, seconds=kw.get("seconds"),
-                      created_at=time.time())
+                      error=kw.get("error"), info=info, seconds=kw.get("seconds"), created_at=time.time())
+
+
+def extra_images_sha256(pair: PairSpec) -> dict[str, str | None]:
+    """sha256 of each extra image of the pair by role (original_N reach the editor, every role the judge);
+    None for one that cannot be read. `{}` for a pair with its original only."""
+    out: dict[str, str | None] = {}
+    for role in pair.image_roles:
+        try:
+            out[role] = hashlib.sha256(pair.named_image_bytes(role)).hexdigest()
+        except InvalidPair:
+            out[role] = None
+    return out
 
 
 def plan_positions(bench: Benchmark) -> dict[tuple[str, str], int]:

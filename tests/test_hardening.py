@@ -416,6 +416,24 @@ def test_changed_description_is_refused(tmp_path, finished, capsys):
         assert "'环境', pair '1-1'" in err and "description" in err
 
 
+def test_changed_extra_image_is_refused(tmp_path, capsys):
+    """Extra images (reference, original_N) reach the judge or the editor: a changed one is a changed pair."""
+    from tests.conftest import png_b64
+
+    bench = make_benchmark(tmp_path / "bench.json", categories=CATS, n=2)
+    data = json.loads(bench.read_text(encoding="utf-8"))
+    data[CATS[0]]["data_pairs"][1]["named_images_b64"] = {"reference": png_b64((1, 2, 3))}
+    bench.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    cfg = write_config(tmp_path / "config.yaml", bench)
+    assert run_main("--config", cfg, "--run-name", "x") == 0
+    data[CATS[0]]["data_pairs"][1]["named_images_b64"] = {"reference": png_b64((9, 9, 9))}
+    bench.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    for stage in ("all", "score"):
+        assert run_main("--resume", tmp_path / "outputs" / "x", "--stage", stage) == 2
+        err = capsys.readouterr().err
+        assert f"{CATS[0]!r}, pair '0-1'" in err and "extra image(s) reference differ" in err
+
+
 def test_removed_pairs_are_reported(tmp_path, finished, capsys):
     data = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))
     del data["物理"]["data_pairs"][0]
