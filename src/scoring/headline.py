@@ -59,28 +59,18 @@ from typing import Any, Callable
 import numpy as np
 
 from src import stats
+from src.data import kris as kris_format
 
 FORMATS = ("gedit", "kris", "rise", "imgedit")
 
 GEDIT_TASKS = ("background_change", "color_alter", "material_alter", "motion_change", "ps_human", "style_change",
                "subject-add", "subject-remove", "subject-replace", "text_change", "tone_transfer")
 
-KRIS_TYPES: dict[str, tuple[str, ...]] = {
-    "Attribute Perception": ("count_change", "color_change", "size_adjustment", "part_completion",
-                             "anomaly_correction"),
-    "Spatial Perception": ("viewpoint_change", "position_movement"),
-    "Temporal Prediction": ("temporal_prediction",),
-    "Social Science": ("humanities", "practical_knowledge"),
-    "Natural Science": ("biology", "chemistry", "geography", "medicine", "mathematics", "physics"),
-    "Logical Reasoning": ("abstract_reasoning", "rule-based_reasoning"),
-    "Instruction Decomposition": ("multi-element_composition", "multi-instruction_execution"),
-}
-KRIS_KNOWLEDGE_TYPES = ("Social Science", "Natural Science", "Logical Reasoning")
-KRIS_META: dict[str, tuple[str, ...]] = {
-    "Factual Knowledge": ("Attribute Perception", "Spatial Perception", "Temporal Prediction"),
-    "Conceptual Knowledge": ("Social Science", "Natural Science"),
-    "Procedural Knowledge": ("Logical Reasoning", "Instruction Decomposition"),
-}
+# KRIS-Bench's groups, one table for the reader and the score: sub-task folders by dimension (7), the
+# dimensions whose tasks are judged on knowledge too, dimensions by knowledge type (3)
+KRIS_TYPES = kris_format.DIMENSIONS
+KRIS_KNOWLEDGE_TYPES = kris_format.KNOWLEDGE_DIMENSIONS
+KRIS_META = kris_format.KNOWLEDGE_TYPES
 # official short name -> our dimension name(s) (the first one present is used)
 KRIS_METRICS: dict[str, tuple[str, ...]] = {
     "VC": ("consistency",), "VQ": ("quality",), "IF": ("instruction", "instruction_following"),
