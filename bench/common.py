@@ -298,13 +298,14 @@ def run_measured(cmd: Sequence[str], log_path: Path | None = None, sample_rss_s:
 
 
 # A WHAT-IF, not the shipped code: `python -c FAST_B64_MAIN <main.py args>` runs the CLI with
-# src.data._decode_b64 given a fast path (the stdlib decoder with validate=True, which accepts exactly the
+# the pairs' base64 decoder (`_decode_b64` as src/data/records.py looks it up) given a fast path (the stdlib decoder with validate=True, which accepts exactly the
 # strictly valid standard base64 the slow path would decode to the same bytes); anything else (data: URLs,
 # whitespace, url-safe alphabet, missing padding, errors and their messages) still goes to the original.
-# Used to measure the fix suggested in docs/benchmarks.md before anyone changes src/.
+# Used to measure the fix suggested in docs/benchmarks.md before anyone changed src/ (it landed as 90017d0,
+# so today the what-if and the shipped code take the same path; kept for the history in docs/benchmarks.md).
 FAST_B64_MAIN = """
 import base64, binascii, sys
-import src.data as _d
+import src.data.records as _d
 _slow = _d._decode_b64
 def _fast(value):
     if isinstance(value, str) and not value.startswith("data:"):
