@@ -25,7 +25,6 @@ SCRIPTS = {
     "paper_estimate": ["banner", "inputs", "tables"],
     "report_uncertainty": ["settings", "rows"],
     "gallery_cost": ["rows", "summary"],
-    "data_parallel": ["runs", "speedup_2_vs_1", "reports_agree"],
 }
 
 
