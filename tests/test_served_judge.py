@@ -22,22 +22,11 @@ from src.models.reward.implementations.openai_compatible import OpenAICompatible
 from src.models.reward.implementations.vllm_server import VLLMServerRewardModel
 from tests.conftest import REPO, make_benchmark, write_config
 from tests.openai_server import Reply, ScriptedOpenAIServer, error
-from tests.test_openai_judge import KEY_ENV, SECRET, make_request
+from tests.test_openai_judge import KEY_ENV, SECRET, make_request, server  # noqa: F401 - the same server fixture
 
 FAKE_VLLM = [sys.executable, str(REPO / "tests" / "fake_vllm_server.py")]
 OPENAI = "src.models.reward.implementations.openai_compatible.OpenAICompatibleRewardModel"
 VLLM = "src.models.reward.implementations.vllm_server.VLLMServerRewardModel"
-
-
-@pytest.fixture
-def server(monkeypatch):
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv(KEY_ENV, SECRET)
-    srv = ScriptedOpenAIServer().start()
-    yield srv
-    srv.stop()
 
 
 def judge_at(server, **kw) -> OpenAICompatibleRewardModel:
