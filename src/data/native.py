@@ -33,7 +33,7 @@ from typing import Any
 from src.data.errors import BenchmarkError
 from src.data.images import _DATA_URL, safe_name
 from src.data.jsonio import _check_file, _DupDict, _load_json, _load_jsonl
-from src.data.records import EDITOR_ROLE_PREFIX, PairSpec
+from src.data.records import EDITOR_ROLE_PREFIX, PairSpec, set_pair_id
 from src.data.spool import _blank, _kind, _materialize, _Spool, _Spooled
 
 NAME = "native"
@@ -202,12 +202,9 @@ def _parse_pair(raw: Any, category: str, index: int, source: str, base_dir: Path
     # id
     id_field, pid = _first(raw, ID_FIELDS)
     if id_field is not None:
-        if isinstance(pid, bool) or not isinstance(pid, (str, int)) or str(pid).strip() == "":
-            problems.append(f"field {id_field!r}: must be a non-empty string or an integer, got {pid!r}; "
-                            f"using the position id {default_id!r}")
-        else:
-            spec.pair_id = str(pid)
-    spec.file_stem = safe_name(spec.pair_id)
+        set_pair_id(spec, pid, id_field, problems)
+    else:
+        spec.file_stem = safe_name(spec.pair_id)
 
     # instruction
     f_ins, ins = _first(raw, INSTRUCTION_FIELDS)

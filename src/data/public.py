@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from src.data.images import safe_name
-from src.data.records import PairSpec
+from src.data.records import PairSpec, set_pair_id
 from src.data.spool import _kind, _materialize, _min_chars, _Spool, _Spooled
 
 # A source of an image: base64 text (maybe spooled), a Path to a file, or None (missing).
@@ -59,12 +59,7 @@ def build_pair(*, fmt: str, source: str, category: str, index: int, raw: dict, p
     default_id = f"{index:04d}"
     spec = PairSpec(category=category, pair_id=default_id, index=index, file_stem="", instruction=None,
                     description=None, source=source)
-    if isinstance(pair_id, bool) or not isinstance(pair_id, (str, int)) or str(pair_id).strip() == "":
-        problems.append(f"field {id_field!r}: must be a non-empty string or an integer, got {pair_id!r}; "
-                        f"using the position id {default_id!r}")
-    else:
-        spec.pair_id = str(pair_id)
-    spec.file_stem = safe_name(spec.pair_id)
+    set_pair_id(spec, pair_id, id_field, problems)
 
     if is_missing(instruction) and not isinstance(instruction, str):
         problems.append(f"no edit instruction (field {instruction_field!r} is missing or null)")

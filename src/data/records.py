@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from PIL import Image
 
 from src.data.errors import InvalidPair
-from src.data.images import _decode_b64, _open_image
+from src.data.images import _decode_b64, _open_image, safe_name
 from src.data.spool import _Spool, _Spooled, _text
 
 # Named extra images (`PairSpec.image_roles`). A role is a short snake_case name. Roles starting with
@@ -186,4 +186,15 @@ class Benchmark:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def set_pair_id(spec: PairSpec, value: Any, field_name: str, problems: list[str]) -> None:
+    """Give `spec` the id in `value` (a non-empty string or an integer) and its file stem; anything else is
+    a problem naming `field_name`, and the pair keeps its position id."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
+        problems.append(f"field {field_name!r}: must be a non-empty string or an integer, got {value!r}; "
+                        f"using the position id {spec.pair_id!r}")
+    else:
+        spec.pair_id = str(value)
+    spec.file_stem = safe_name(spec.pair_id)
 
