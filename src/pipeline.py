@@ -15,6 +15,7 @@ Two modes:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -37,6 +38,7 @@ from src.report import write_reports
 from src import gallery
 from src.state import EditRecord, ScoreRecord, State, write_file_atomic
 from src.batching import AdaptiveBatcher
+from src.writer import EditWriter
 from src.distributed import merge_shards, open_shard, shard_path, world
 from src.perf import PerfRecorder
 from src.residency import choose_residency
@@ -603,21 +605,23 @@ def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_d
 
     limit = instruction_limit(cfg.max_instruction_chars, editor, import_class(cfg.judge.class_path, "reward_model", []))
     bar = Progress("edit", len(pairs))
-    for category, cat_pairs in _by_category(pairs, lambda p: p.category):
-        bar.start_category(category, len(cat_pairs))
-        batch: list[tuple[PairSpec, EditRequest, str]] = []
-        for pair, request, sha in _edit_requests(cat_pairs, state, cfg, editor_fp, positions, limit):
-            if request is None:
-                bar.update(1)
-                continue
-            batch.append((pair, request, sha))
-            if len(batch) >= batcher.size:
-                _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher)
+    # PNG encode + fsync run on a writer thread while the editor works; records follow their images
+    with EditWriter(cfg.png_compress_level) as writer:
+        for category, cat_pairs in _by_category(pairs, lambda p: p.category):
+            bar.start_category(category, len(cat_pairs))
+            batch: list[tuple[PairSpec, EditRequest, str]] = []
+            for pair, request, sha in _edit_requests(cat_pairs, state, cfg, editor_fp, positions, limit):
+                if request is None:
+                    bar.update(1)
+                    continue
+                batch.append((pair, request, sha))
+                if len(batch) >= batcher.size:
+                    _run_edit_batch(editor, batch, state, run_dir, writer, editor_fp, positions, batcher)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                _run_edit_batch(editor, batch, state, run_dir, writer, editor_fp, positions, batcher)
                 bar.update(len(batch))
-                batch = []
-        if batch:
-            _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher)
-            bar.update(len(batch))
     bar.close()
 
 
@@ -632,7 +636,8 @@ def edit_image_path(category: str, pair: PairSpec) -> str:
     return f"images/{safe_name(category)}/{pair.file_stem}.png"
 
 
-def _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, batcher: AdaptiveBatcher) -> None:
+def _run_edit_batch(editor, batch, state, run_dir, writer: EditWriter, editor_fp, positions,
+                    batcher: AdaptiveBatcher) -> None:
     t0 = time.perf_counter()
     results = batcher.call(editor.edit, [req for _, req, _ in batch])  # halves the batch on out-of-memory
     # A sticky CUDA error (illegal memory access, device-side assert, ECC) stops the stage unrecorded.
@@ -647,13 +652,11 @@ def _run_edit_batch(editor, batch, state, run_dir, cfg, editor_fp, positions, ba
             state.put_edit(_edit_record(pair, positions, "edit_failed", editor_fp, error=error,
                                         info=getattr(res, "info", {}), **common))
             continue
-        buf = io.BytesIO()
-        res.image.convert("RGB").save(buf, format="PNG", compress_level=cfg.png_compress_level)
-        data = buf.getvalue()
         rel = edit_image_path(pair.category, pair)
-        write_file_atomic(run_dir / rel, data)  # the image first ...
-        state.put_edit(_edit_record(pair, positions, "edited", editor_fp, image_path=rel,  # ... then its record
-                                    output_sha256=hashlib.sha256(data).hexdigest(), info=res.info, **common))
+        record = functools.partial(_edit_record, pair, positions, "edited", editor_fp, image_path=rel,
+                                   info=res.info, **common)
+        writer.submit(res.image, run_dir / rel,  # the image first (written on the writer thread) ...
+                      lambda sha, record=record: state.put_edit(record(output_sha256=sha)))  # ... then its record
 
 
 # ============================================================================ stage 2: score
@@ -710,16 +713,25 @@ def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, scoring: Scor
     data = (run_dir / rec.image_path).read_bytes()
     if hashlib.sha256(data).hexdigest() != rec.output_sha256:
         raise ValueError(f"{rec.image_path} changed on disk since it was recorded (sha256 differs)")
-    edited = Image.open(io.BytesIO(data)).convert("RGB")
     prompt = render_prompt(scoring.templates[pair.category], **template_variables(
         instruction=pair.instruction, description=pair.description, category=pair.category, pair_id=pair.pair_id,
         metadata=pair.metadata, image_roles=("original", "edited")))
     # the judge also gets the pair's extra images (reference / ground truth ...), its metadata, and the
     # prompt of every query its protocol asks (src/scoring/judging.py)
-    return ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=pair.load_image(), edited=edited,
+    # Both images are decoded on the judge's first look (ScoreRequest's loaders): a judge that never reads
+    # pixels costs no decode, and the original is not decoded a second time for nothing.
+    return ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=pair.load_image,
+                        edited=functools.partial(_decode_edit, data, rec.image_path),
                         instruction=pair.instruction, description=pair.description, prompt=prompt,
                         named_images=scoring.images_for(pair), metadata=dict(pair.metadata or {}),
                         prompts=scoring.prompts_for(pair))
+
+
+def _decode_edit(data: bytes, image_path: str) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data)).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{image_path}: the recorded edit cannot be decoded: {e}") from None
 
 
 def _put_score(state, pair, rec, scoring: ScoringSetup, res: ScoreResult, seconds) -> None:

@@ -62,12 +62,42 @@ class JudgePrompt:
     retry: str | None = None  # corrective instruction after an unparseable reply (None: the judge's default)
 
 
+class _DecodedOnUse:
+    """A ScoreRequest image field that takes a PIL image or a zero-argument loader returning one; a loader
+    runs on the first read of the attribute and its image is kept. The pipeline passes loaders, so a judge
+    that never looks at pixels (a constant or text-only judge) costs no PNG decode, and a judge that does
+    decodes each image once. Reads always return a PIL image."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:  # class access: the dataclass field has no default
+            raise AttributeError(self.slot[1:])
+        value = obj.__dict__[self.slot]
+        if not isinstance(value, Image.Image):
+            value = value()
+            if not isinstance(value, Image.Image):
+                raise TypeError(f"{self.slot[1:]}: the loader returned {type(value).__name__}, not a PIL image")
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj, value) -> None:
+        if not (isinstance(value, Image.Image) or callable(value)):
+            raise TypeError(f"{self.slot[1:]} must be a PIL image or a loader, not {type(value).__name__}")
+        obj.__dict__[self.slot] = value
+
+    @staticmethod
+    def decoded(obj, name: str) -> bool:
+        return isinstance(obj.__dict__.get("_" + name), Image.Image)
+
+
 @dataclass
 class ScoreRequest:
     pair_id: str
     category: str
-    original: Image.Image
-    edited: Image.Image
+    original: Image.Image = _DecodedOnUse()  # a PIL image, or a loader decoded on first use
+    edited: Image.Image = _DecodedOnUse()
     instruction: str
     description: str | None
     prompt: JudgePrompt
@@ -75,6 +105,10 @@ class ScoreRequest:
     named_images: dict[str, Image.Image] = field(default_factory=dict)  # the pair's extra images by role
     metadata: dict[str, Any] = field(default_factory=dict)  # the pair's other fields (KRIS explain_en ...)
     prompts: dict[str, JudgePrompt] = field(default_factory=dict)  # per protocol query, rendered by the pipeline
+
+    def decoded(self, name: str) -> bool:
+        """Whether the image field `name` ("original" / "edited") has been decoded (or was given decoded)."""
+        return _DecodedOnUse.decoded(self, name)
 
     def images(self) -> list[Image.Image]:
         return [self.original if role == "original" else self.edited if role == "edited"
