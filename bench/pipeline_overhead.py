@@ -10,13 +10,15 @@
    sides):
    - pipeline: `python main.py --config <generated config>` with the identity editor
      (src.models.diffusion.implementations.identity.IdentityEditModel, batch_size 1) and the constant
-     judge (bench.models.ConstantRewardModel, batch_size 4), mode two_stage, `pipeline.png_compress_level`
-     = the level compared;
+     judge (bench.models.ConstantRewardModel, batch_size 4, `decode: [edited]`: it decodes each edit, as
+     the baseline's second pass does), mode two_stage, `pipeline.png_compress_level` = the level compared;
    - baseline: a minimal hand-written loop (`--baseline-child`) doing only the unavoidable work, in the
      same two passes as the pipeline: json.load the file; per pair base64-decode, PNG-decode to RGB pixels
      (the editor needs pixels), PNG-encode at the SAME level, write the file; then per pair read the file
      back and PNG-decode it (the judge needs pixels). No fsync, no records, no reports.
-   Target: pipeline / baseline <= 1.25 at the default level (4).
+   Target: pipeline / baseline <= 1.25 at the default level (4), in wall time AND in CPU time (user + sys
+   of the process; the pipeline's PNG writer thread can overlap with its main thread on a second core,
+   which helps the wall ratio but not the CPU one).
 3. Attribution (in-process micro-benchmarks, per pair): the work the pipeline does on top of the baseline
    (atomic write with fsync, SQLite commits with synchronous=FULL, the second decode of the original in
    the score stage, prompt rendering, hashing), to explain the measured gap.
@@ -39,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (FAST_B64_MAIN, check_ok, make_benchmark, png_bytes, realistic_image, report_of,  # noqa: E402
+from bench.common import (CONSTANT, FAST_B64_MAIN, check_ok, make_benchmark, png_bytes, realistic_image, report_of,  # noqa: E402
                           run_measured, save_result, table, verdict, wait_quiet, write_config)
 
 TARGET_RATIO = 1.25
@@ -106,8 +108,9 @@ def png_sweep(levels: list[int], size: int, n_images: int, repeats: int = 2, noi
 
 def attribution(data_path: Path, work: Path, level: int, n: int) -> dict[str, float]:
     """Per-pair milliseconds of the pieces of work, to explain the gap between pipeline and baseline.
-    The pipeline decodes each original twice (`PairSpec.load_image`: once to edit, once again for the
-    judge's ScoreRequest); the baseline decodes it once with the stdlib base64 decoder."""
+    Until the score stage decoded images on use (ScoreRequest loaders), the pipeline decoded each original
+    twice (`PairSpec.load_image`: once to edit, once again for the judge's ScoreRequest); now a second
+    time only when the judge reads it. The baseline decodes it once with the stdlib base64 decoder."""
     from PIL import Image
 
     from src.data import _decode_b64, load_benchmark
@@ -177,7 +180,10 @@ def compare(level: int, data_path: Path, tmp: Path, tag: str, quiet: bool = True
     check_ok(b, "baseline loop", log_b)
     shutil.rmtree(base_out, ignore_errors=True)
 
+    # the judge decodes the edit, as the baseline's second pass does (the pipeline decodes an image only
+    # when its judge reads it; the original is not read by this judge, nor by the baseline's second pass)
     cfg = write_config(tmp / f"config-{tag}.yaml", data_path, tmp / "outputs",
+                       judge={"class_path": CONSTANT, "init_args": {"batch_size": 4, "decode": ["edited"]}},
                        pipeline={"png_compress_level": level})
     log_p = tmp / f"pipeline-{tag}.log"
     busy_p = wait_quiet() if quiet else None
@@ -288,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             summary[-1]["whatif_fast_b64_wall_s_mean"] = round(w, 2)
             summary[-1]["whatif_fast_b64_ratio"] = round(w / b, 3)
     judged = summary[0]
-    ok = judged["ratio_of_means"] <= TARGET_RATIO
+    # judged on both clocks: the wall ratio (what a user waits) and the CPU-time ratio (user + sys: what the
+    # work costs; not flattered by the writer thread overlapping with the main thread on a second core)
+    ok = judged["ratio_of_means"] <= TARGET_RATIO and judged["cpu_ratio_of_means"] <= TARGET_RATIO
 
     print("\nPNG compression levels (mean per image; best of 2 encodes/decodes per image):")
     print(table(["size", "noise sigma", "level", "encode ms", "decode ms", "KiB", "size/raw"],
@@ -302,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                  "gap ms/pair", "target", "verdict"],
                 [[s["level"], s["repeats"], s["baseline_wall_s_mean"], s["pipeline_wall_s_mean"], s["ratio_of_means"],
                   s["cpu_ratio_of_means"], s["gap_per_pair_ms"], f"<= {TARGET_RATIO}",
-                  verdict(s["ratio_of_means"] <= TARGET_RATIO) if s is judged else "(info)"] for s in summary]))
+                  verdict(ok) if s is judged else "(info)"] for s in summary]))
     for s in summary:
         if "whatif_fast_b64_ratio" in s:
             print(f"WHAT-IF (src/ unchanged; src.data._decode_b64 given a stdlib fast path by monkeypatch): level "
@@ -314,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     path = save_result(args.name, {
         "settings": {"pairs": args.pairs, "image_size": args.size, "levels": levels, "repeats": args.repeats,
                      "quick": args.quick, "editor": "IdentityEditModel batch_size 1",
-                     "judge": "bench.models.ConstantRewardModel batch_size 4", "mode": "two_stage",
+                     "judge": "bench.models.ConstantRewardModel batch_size 4 decode [edited]", "mode": "two_stage",
                      "pipeline_command": "python main.py --config <generated> --run-name <tag>",
                      "torch_threads": "null (torch default; no torch compute in this bench)"},
         "data": data_info, "png_sweep": sweep, "runs": runs, "summary": summary, "attribution_ms_per_pair": attr,
