@@ -1,26 +1,42 @@
-"""Tiny Qwen3-VL judge throughput at batch 1, 4, 8, in `generate` and `logits` scoring (CPU).
+"""Qwen3-VL judge throughput at batch 1, 4, 8, in `generate` and `logits` scoring (CPU, 1 torch thread),
+with a profile of where the time goes at batch 1 and batch 8.
 
-    python bench/judge_batching.py                 # full (~2 min on 2 cores, torch threads 1)
+    python bench/judge_batching.py                 # full (~15 min on one core)
+    python bench/judge_batching.py --no-profile    # without the profile (~12 min)
     python bench/judge_batching.py --threads 1,2   # also with 2 torch threads (erratic on a busy 2-core box)
-    python bench/judge_batching.py --quick         # smoke
+    python bench/judge_batching.py --quick         # smoke (tiny:qwen3-vl, seconds)
 
-The judge is `Qwen3VLRewardModel(model_name="tiny:qwen3-vl", device="cpu", dtype="float32", ...)` (random
-weights, the real architecture, processor and chat template), called directly with `ScoreRequest`s built
-like the pipeline builds them: the built-in category prompt rendered by src.prompts, an original and an
-edited 256x256 generated image (the tiny processor resizes them to <= 2304 pixels), batches of one
-category at a time (as score_pairs does). Prompt kinds: `category` (judged: instructions of different
-lengths, so batches are left-padded), `equal` (the same prompts with one instruction for all: no padding;
-diagnostic), `short` (a one-line prompt, ~150 tokens; diagnostic).
+The judge is `Qwen3VLRewardModel(model_name=MODEL, device="cpu", dtype="float32", ...)` with MODEL =
+`tiny:qwen3-vl-bench` (src/models/tiny/qwen3_vl.py `build_bench`): the real Qwen3-VL architecture,
+processor and from_pretrained path with random weights and realistic *shapes*: a BPE tokenizer trained on
+the project's own text (~34k tokens, Qwen's pre-tokenizer and special tokens), the real patch (16 px),
+2x2 merge and pixel budget (one LLM token per 32x32 pixels), text hidden 512, 4 layers, 8 query / 2 KV
+heads (GQA), MLP 1536. (`--model tiny:qwen3-vl`, the test-suite judge with hidden 32 and a byte-level
+tokenizer, is what `--quick` and the old measurements used.) It is called directly with `ScoreRequest`s
+built like the pipeline builds them: the built-in category prompt rendered by src.prompts, an original and
+an edited `--image-size`² generated image (512² by default: 256 image tokens each, 512 per pair; a 1024²
+pair would be 2,048 and cost 2.6x more per item on this CPU), batches of one category at a time (as
+score_pairs does). Prompt kinds: `category` (judged: instructions of different lengths, so batches are
+left-padded), `equal` (the same prompts with one instruction for all: no padding; diagnostic), `short` (a
+one-line prompt; diagnostic).
 
-generate: `max_new_tokens=16`, `max_retries=0` (one generation per item: the random judge's replies never
-parse, and retries would multiply the work unevenly). Random weights can emit EOS early, which would make
-large batches look faster for the wrong reason, so `min_new_tokens` is set to 16 on the judge's generation
-config: every row decodes exactly 16 tokens (checked: the new-token count of every generate call is
-recorded). Tokens/s are reported too.
-logits: one forward pass per batch (no decoding).
+generate: the reply length is realistic: REPLY_SAMPLES are replies in the format our built-in prompts ask
+for ({"reasoning": "<two or three sentences>", "score": N}); their token counts with the judge's own
+tokenizer are measured, and every row decodes exactly max(counts) new tokens (64 with the bench judge):
+`max_new_tokens` = `min_new_tokens` = that count (random weights would otherwise stop at a random EOS and
+make large batches look faster for the wrong reason; the new-token count of every generate call is
+recorded). `max_retries=0` (one generation per item). logits: one forward pass per batch.
 
 Timing: the same N items at each batch size; one untimed warm-up call per (mode, batch size); each
 configuration timed `--rounds` times, the median reported. Target: items/s at batch 8 >= 2.5 x batch 1.
+Derived: decode ms per new token per row = (generate s/item - logits s/item) / new tokens (logits mode is
+the prefill alone). Physical context: the FLOPs of one item's prefill (torch's FlopCounterMode over a
+logits forward) over its logits time give the achieved GFLOP/s, next to this core's measured matmul peak.
+
+Profile (`--profile`, default on unless --quick): one `judge.score` of 8 category items at batch 1 and at
+batch 8 per mode under torch.profiler (operator self time in buckets: lm_head, other linear layers,
+attention, KV-cache concatenation, vision patch conv, the rest) and cProfile (our per-item Python: chat
+template, processor/image preprocessing, reply parsing).
 """
 
 from __future__ import annotations
@@ -36,8 +52,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CATEGORIES, realistic_image, save_result, table, verdict, wait_quiet  # noqa: E402
 
 TARGET = 2.5
-MAX_NEW_TOKENS = 16
+MODEL = "tiny:qwen3-vl-bench"
+QUICK_MODEL = "tiny:qwen3-vl"
+QUICK_NEW_TOKENS = 4
 
+# Replies in the format the built-in prompts ask for (src/prompts/templates/default: a JSON object with
+# two or three sentences of reasoning and an integer score); our own wording. Their token counts with the
+# judge's tokenizer set the forced reply length of generate mode.
+REPLY_SAMPLES = (
+    '{"reasoning": "The red car was recolored blue as instructed and the rest of the street is unchanged. The new '
+    'paint shows slightly flat reflections on the hood, and the edge near the rear wheel is a little blurred.", '
+    '"score": 8}',
+    '{"reasoning": "The instruction asked to move the cup to the left edge of the table, but the edited image still '
+    'shows it in the center and only its shadow changed. The background and the other objects are preserved.", '
+    '"score": 2}',
+    '{"reasoning": "水杯被移到了桌子左侧，位置正确，但杯中的水面倾斜方向与重力不符，桌面上的倒影也没有随之移动。其余内容保持不变。", '
+    '"score": 5}',
+)
 
 SHORT_PROMPT = ("You judge image edits.", "Rate how well the edit follows the instruction, 0-10.")
 
@@ -68,15 +99,25 @@ def make_requests(n: int, image_size: int, group: int = 8, prompt_kind: str = "c
     return requests
 
 
-def load_judge(scoring: str):
+def reply_tokens(model: str) -> list[int]:
+    """Token counts of REPLY_SAMPLES with `model`'s tokenizer (+1 for the end-of-turn token)."""
+    from transformers import AutoTokenizer
+
+    from src.models.tiny import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(model))
+    return [len(tok.encode(r, add_special_tokens=False)) + 1 for r in REPLY_SAMPLES]
+
+
+def load_judge(model: str, scoring: str, new_tokens: int):
     from src.models.reward.implementations.qwen3_vl_reward import Qwen3VLRewardModel
 
-    judge = Qwen3VLRewardModel(model_name="tiny:qwen3-vl", device="cpu", dtype="float32", batch_size=1,
-                               scoring=scoring, max_new_tokens=MAX_NEW_TOKENS, max_retries=0)
+    judge = Qwen3VLRewardModel(model_name=model, device="cpu", dtype="float32", batch_size=1,
+                               scoring=scoring, max_new_tokens=new_tokens, max_retries=0)
     judge.load()
     calls: list[tuple[int, int]] = []  # (rows, new tokens per row) of every generate call
     if scoring == "generate":
-        judge._generation_config.min_new_tokens = MAX_NEW_TOKENS  # no early EOS: fixed work per item
+        judge._generation_config.min_new_tokens = new_tokens  # no early EOS: fixed work per item
         inner = judge.model.generate
 
         def generate(*args, **kwargs):
@@ -95,6 +136,13 @@ def prompt_tokens(judge, requests) -> list[int]:
     return [int(x) for x in enc["attention_mask"].sum(dim=1)]
 
 
+def image_tokens(judge, requests) -> list[int]:
+    texts = [judge._prompt_text(r) for r in requests]
+    enc = judge._encode(texts, requests)
+    image_id = judge.model.config.image_token_id
+    return [int(x) for x in (enc["input_ids"] == image_id).sum(dim=1)]
+
+
 def measure(judge, calls, requests, batch: int, rounds: int) -> dict:
     judge.batch_size = batch
     judge.score(requests[:batch])  # warm-up
@@ -109,8 +157,8 @@ def measure(judge, calls, requests, batch: int, rounds: int) -> dict:
             statuses[r.status] = statuses.get(r.status, 0) + 1
     t = statistics.median(times)
     row = {"batch": batch, "items": len(requests), "rounds": rounds, "seconds_median": round(t, 3),
-           "seconds_all": [round(x, 3) for x in times], "items_per_s": round(len(requests) / t, 2),
-           "statuses": statuses}
+           "seconds_all": [round(x, 3) for x in times], "items_per_s": round(len(requests) / t, 3),
+           "seconds_per_item": round(t / len(requests), 4), "statuses": statuses}
     if calls:
         new = [n for _, n in calls]
         row["new_tokens_per_row_min_max"] = [min(new), max(new)]
@@ -120,42 +168,158 @@ def measure(judge, calls, requests, batch: int, rounds: int) -> dict:
     return row
 
 
+# ----------------------------------------------------------------------------- physics and profile
+
+
+def matmul_peak_gflops(repeats: int = 5) -> float:
+    """This core's float32 matmul rate on a prefill-like shape ([1024, 512] x [512, 1536]), best of
+    `repeats`: the ceiling for compute-bound work at the current torch thread count."""
+    import torch
+
+    a, w = torch.randn(1024, 512), torch.randn(1536, 512)
+    torch.nn.functional.linear(a, w)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            torch.nn.functional.linear(a, w)
+        best = min(best, (time.perf_counter() - t0) / 10)
+    return round(2 * 1024 * 512 * 1536 / best / 1e9, 1)
+
+
+def prefill_flops(judge, request) -> int:
+    """FLOPs (torch.utils.flop_counter: matmuls, convolutions, attention) of one item's logits forward."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = judge._encode([judge._logits_prompt_text(request)], [request])
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        judge.model(**inputs, use_cache=False, logits_to_keep=2)
+    return int(counter.get_total_flops())
+
+
+def _bucket(name: str, shapes, vocab: int) -> str:
+    if "scaled_dot_product" in name or "flash_attention" in name or name == "aten::_efficient_attention_forward":
+        return "attention (SDPA)"
+    if name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"):
+        flat = [d for s in shapes if isinstance(s, (list, tuple)) for d in s]
+        return "lm_head (vocab matmul)" if vocab in flat else "linear layers (other matmuls)"
+    if name == "aten::cat":
+        return "concatenation (KV cache growth, masks)"
+    if "convolution" in name:
+        return "vision patch conv"
+    return "other torch ops"
+
+
+def profile_call(judge, requests, batch: int) -> dict:
+    """One `judge.score(requests)` at `batch` under torch.profiler (operator self time by bucket) and
+    cProfile (cumulative time of our per-item Python steps)."""
+    import cProfile
+    import pstats
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    judge.batch_size = batch
+    judge.score(requests[:batch])  # warm-up
+    vocab = int(judge.model.config.text_config.vocab_size)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        t0 = time.perf_counter()
+        judge.score(requests)
+        wall = time.perf_counter() - t0
+    buckets: dict[str, float] = {}
+    for ev in prof.key_averages(group_by_input_shape=True):
+        key = _bucket(ev.key, ev.input_shapes, vocab)
+        buckets[key] = buckets.get(key, 0.0) + ev.self_cpu_time_total / 1e6
+    ops = sum(buckets.values())
+    pr = cProfile.Profile()
+    t0 = time.perf_counter()
+    pr.enable()
+    judge.score(requests)
+    pr.disable()
+    wall_cprofile = time.perf_counter() - t0
+    stats = pstats.Stats(pr).stats  # (file, line, func) -> (cc, nc, tt, ct, callers)
+    steps = {"chat template (apply_chat_template)": ("apply_chat_template",),
+             "processor: tokenizer + image preprocessing (_encode)": ("_encode",),
+             "model.generate / forward": ("generate", "_call_impl"),
+             "reply parsing (parse_score / parse_values)": ("parse_score", "parse_values"),
+             "decode replies (batch_decode)": ("_decode_replies",)}
+    py: dict[str, float] = {}
+    for label, funcs in steps.items():
+        best = 0.0
+        for (fname, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.items():
+            if func in funcs and ("site-packages" not in fname or label.startswith("model")
+                                  or label.startswith("chat")):
+                best = max(best, ct)
+        py[label] = round(best, 3)
+    n = len(requests)
+    return {"batch": batch, "items": n, "wall_s": round(wall, 3), "wall_s_under_cprofile": round(wall_cprofile, 3),
+            "torch_ops_self_s": round(ops, 3),
+            "ops_ms_per_item": {k: round(v * 1000 / n, 1) for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])},
+            "ops_share": {k: round(v / ops, 3) for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])},
+            "python_steps_ms_per_item": {k: round(v * 1000 / n, 1) for k, v in py.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--items", type=int, default=40, help="items per timed round (a multiple of 8)")
+    ap.add_argument("--model", default=MODEL, help=f"judge model_name (default {MODEL}; --quick: {QUICK_MODEL})")
+    ap.add_argument("--items", type=int, default=16, help="items per timed round (a multiple of 8)")
     ap.add_argument("--batches", default="1,4,8")
     ap.add_argument("--modes", default="generate,logits")
     ap.add_argument("--threads", default="1", help="torch threads, comma-separated (e.g. 1,2)")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--image-size", type=int, default=256)
-    ap.add_argument("--prompts", default="category,equal,short",
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--image-size", type=int, default=512)
+    ap.add_argument("--new-tokens", type=int, help="forced reply length (default: max token count of REPLY_SAMPLES)")
+    ap.add_argument("--prompts", default="category,equal",
                     help="category: the pipeline's built-in prompts (judged); equal: the same with equal lengths "
                          "(no padding; diagnostic); short: a one-line prompt (diagnostic)")
-    ap.add_argument("--quick", action="store_true", help="smoke mode: 8 items, batches 1 and 8, short prompt, 1 round")
+    ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                    help="profile batch 1 vs 8 (default: on, off with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke mode: {QUICK_MODEL}, 8 items, batches 1 and 8, short prompt, 1 round, "
+                         f"{QUICK_NEW_TOKENS} new tokens, no profile")
     ap.add_argument("--results-dir")
     args = ap.parse_args(argv)
     if args.quick:
         args.items, args.rounds, args.batches, args.prompts, args.image_size = 8, 1, "1,8", "short", 64
+        args.model = QUICK_MODEL if args.model == MODEL else args.model
+        args.new_tokens = args.new_tokens or QUICK_NEW_TOKENS
+    profile = (not args.quick) if args.profile is None else args.profile
     import torch
 
+    torch.manual_seed(0)
+    counts = reply_tokens(args.model)
+    new_tokens = args.new_tokens or max(counts)
     batches = [int(b) for b in args.batches.split(",")]
     kinds = args.prompts.split(",")
     request_sets = {k: make_requests(args.items, args.image_size, prompt_kind=k) for k in kinds}
     rows = []
+    profiles = []
+    physics: dict[str, object] = {}
     tokens: dict[str, dict[str, list[int]]] = {}
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
         for mode in args.modes.split(","):
-            judge, calls = load_judge(mode)
+            judge, calls = load_judge(args.model, mode, new_tokens)
             for kind, requests in request_sets.items():
                 toks = prompt_tokens(judge, requests)
                 tokens.setdefault(mode, {})[kind] = [min(toks), max(toks)]
+                if "image_tokens_per_item" not in physics:
+                    physics["image_tokens_per_item"] = sorted(set(image_tokens(judge, requests)))
                 for b in batches:
                     busy = None if args.quick else wait_quiet(timeout_s=10)
                     print(f"threads {threads}, {mode}, {kind} prompt, batch {b} ...", flush=True)
                     row = measure(judge, calls, requests, b, args.rounds)
                     rows.append({"threads": threads, "mode": mode, "prompt": kind, "input_tokens_min_max":
                                  [min(toks), max(toks)], "cpu_busy_before": busy, **row})
+            if threads == 1 and mode == "logits" and not args.quick:
+                physics["prefill_gflop_per_item"] = round(prefill_flops(judge, request_sets[kinds[0]][0]) / 1e9, 2)
+                physics["matmul_peak_gflops_1_thread"] = matmul_peak_gflops()
+            if profile and threads == 1:
+                reqs = request_sets["category" if "category" in request_sets else kinds[0]][:8]
+                for b in (1, 8):
+                    print(f"profile: {mode}, batch {b} ...", flush=True)
+                    profiles.append({"mode": mode, **profile_call(judge, reqs, b)})
             judge.release()
 
     speedups = []
@@ -172,7 +336,27 @@ def main(argv: list[str] | None = None) -> int:
                 top = sel[batches[-1]]["speedup_vs_batch1"]
                 speedups.append({"threads": threads, "mode": mode, "prompt": kind, "speedup": top,
                                  "verdict": verdict(top >= TARGET) if kind == "category" else "(diagnostic)"})
-    print(f"\nTiny Qwen3-VL judge (tiny:qwen3-vl, CPU, float32), {args.items} items/round, median of {args.rounds}:")
+    # decode cost per new token per row: generate minus logits (the prefill alone), same prompts and batch
+    decode = []
+    for g in (r for r in rows if r["mode"] == "generate"):
+        lg = next((r for r in rows if r["mode"] == "logits" and r["threads"] == g["threads"]
+                   and r["prompt"] == g["prompt"] and r["batch"] == g["batch"]), None)
+        if lg is not None:
+            decode.append({"threads": g["threads"], "prompt": g["prompt"], "batch": g["batch"],
+                           "ms_per_token_per_row": round((g["seconds_per_item"] - lg["seconds_per_item"])
+                                                         * 1000 / new_tokens, 2)})
+    if "prefill_gflop_per_item" in physics:
+        lg1 = next((r for r in rows if r["mode"] == "logits" and r["threads"] == 1 and r["batch"] == batches[0]
+                    and r["prompt"] == kinds[0]), None)
+        lgN = next((r for r in rows if r["mode"] == "logits" and r["threads"] == 1 and r["batch"] == batches[-1]
+                    and r["prompt"] == kinds[0]), None)
+        for label, r in (("batch1", lg1), (f"batch{batches[-1]}", lgN)):
+            if r is not None:
+                physics[f"logits_achieved_gflops_{label}"] = round(physics["prefill_gflop_per_item"]
+                                                                  / r["seconds_per_item"], 1)
+
+    print(f"\nQwen3-VL judge ({args.model}, CPU, float32), {args.items} items/round, median of {args.rounds}, "
+          f"{new_tokens} new tokens per reply (sample replies: {counts} tokens):")
     print(table(["torch threads", "mode", "prompt", "input tokens", "batch", "s/round", "items/s", "x batch 1",
                  "gen tokens/s", "new tokens/row"],
                 [[r["threads"], r["mode"], r["prompt"], r["input_tokens_min_max"], r["batch"], r["seconds_median"],
@@ -180,12 +364,21 @@ def main(argv: list[str] | None = None) -> int:
                  for r in rows]))
     print(table(["torch threads", "mode", "prompt", f"batch {batches[-1]} / batch {batches[0]}", "target", "verdict"],
                 [[s["threads"], s["mode"], s["prompt"], s["speedup"], f">= {TARGET}", s["verdict"]] for s in speedups]))
+    if decode:
+        print(table(["torch threads", "prompt", "batch", "decode ms / new token / row"],
+                    [[d["threads"], d["prompt"], d["batch"], d["ms_per_token_per_row"]] for d in decode]))
+    if physics:
+        print("physics:", physics)
+    for p in profiles:
+        print(f"\nprofile {p['mode']} batch {p['batch']}: wall {p['wall_s']} s for {p['items']} items; "
+              f"torch ops ms/item {p['ops_ms_per_item']}; python steps ms/item {p['python_steps_ms_per_item']}")
     path = save_result("judge_batching", {
-        "settings": {"model": "tiny:qwen3-vl", "device": "cpu", "dtype": "float32", "items": args.items,
-                     "rounds": args.rounds, "image_size": args.image_size, "max_new_tokens": MAX_NEW_TOKENS,
-                     "min_new_tokens": MAX_NEW_TOKENS, "max_retries": 0, "quick": args.quick,
-                     "threads": args.threads, "prompts": kinds},
-        "input_tokens_min_max": tokens, "rows": rows, "speedups": speedups,
+        "settings": {"model": args.model, "device": "cpu", "dtype": "float32", "items": args.items,
+                     "rounds": args.rounds, "image_size": args.image_size, "max_new_tokens": new_tokens,
+                     "min_new_tokens": new_tokens, "reply_sample_tokens": counts, "max_retries": 0,
+                     "quick": args.quick, "threads": args.threads, "prompts": kinds},
+        "input_tokens_min_max": tokens, "rows": rows, "speedups": speedups, "decode": decode,
+        "physics": physics, "profiles": profiles,
         "target": {"speedup_min": TARGET, "judged_on": "category prompts",
                    "results": [s for s in speedups if s["prompt"] == "category"]}}, args.results_dir)
     print(f"\nwrote {path}")

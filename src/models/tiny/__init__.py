@@ -23,6 +23,7 @@ TINY_BUILDERS: dict[str, str] = {
     "qwen-image-edit": "src.models.tiny.qwen_image_edit:build",
     "qwen3-vl": "src.models.tiny.qwen3_vl:build_dense",
     "qwen3-vl-moe": "src.models.tiny.qwen3_vl:build_moe",
+    "qwen3-vl-bench": "src.models.tiny.qwen3_vl:build_bench",
     "qwen2.5-vl": "src.models.tiny.qwen2_5_vl:build",
     "qwen-image-edit-plus": "src.models.tiny.qwen_image_edit_plus:build",
     "flux-kontext": "src.models.tiny.flux_kontext:build",

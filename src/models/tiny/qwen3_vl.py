@@ -31,6 +31,13 @@ MAX_PIXELS = 48 * 48  # -> at most 3x3 merged tokens
 
 SEED = 0
 
+# tiny:qwen3-vl-bench (build_bench): the real Qwen3-VL patch size and pixel budget (the judge's
+# max_pixels "auto" caps it at 1024*1024 anyway), a trained BPE vocabulary of up to BENCH_VOCAB_SIZE.
+BENCH_PATCH_SIZE = 16
+BENCH_MIN_PIXELS = 64 * 32 * 32  # the real checkpoints' shortest_edge 65,536
+BENCH_MAX_PIXELS = 16384 * 32 * 32  # and longest_edge 16,777,216
+BENCH_VOCAB_SIZE = 48000
+
 
 def _vision_config() -> dict:
     return dict(
@@ -46,6 +53,47 @@ def _vision_config() -> dict:
         out_hidden_size=32,  # == text hidden size
         num_position_embeddings=64,  # an 8x8 learned grid, bilinearly resampled per image
         deepstack_visual_indexes=[0],  # deepstack feature from vision block 0 into LLM layer 0
+        initializer_range=0.02,
+    )
+
+
+def _bench_vision_config() -> dict:
+    # The real patch (16 px), merge (2x2) and position grid (48x48) of Qwen3-VL, so a W x H image gives
+    # W*H / 32^2 LLM tokens as with a real checkpoint; a narrow, shallow tower.
+    return dict(
+        depth=2,
+        hidden_size=256,
+        hidden_act="gelu_pytorch_tanh",
+        intermediate_size=1024,
+        num_heads=4,
+        in_channels=3,
+        patch_size=BENCH_PATCH_SIZE,
+        spatial_merge_size=MERGE_SIZE,
+        temporal_patch_size=TEMPORAL_PATCH_SIZE,
+        out_hidden_size=512,  # == text hidden size
+        num_position_embeddings=2304,
+        deepstack_visual_indexes=[0, 1],
+        initializer_range=0.02,
+    )
+
+
+def _bench_text_config(vocab_size: int, ids: dict[str, int]) -> dict:
+    # Qwen3-VL-2B/8B in miniature: head_dim 64, GQA 4:1 (8 query heads, 2 KV heads; 8B has 32/8), MLP 3x
+    # hidden (2B: 6144/2048), M-RoPE sections in the real 24:20:20 proportion.
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=64,
+        hidden_act="silu",
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0,
+                         "mrope_section": [12, 10, 10], "mrope_interleaved": True},
+        pad_token_id=ids["pad_token_id"],
         initializer_range=0.02,
     )
 
@@ -70,16 +118,17 @@ def _text_config(vocab_size: int, ids: dict[str, int]) -> dict:
     )
 
 
-def _save_processor_files(out_dir: Path, tok) -> None:
+def _save_processor_files(out_dir: Path, tok, patch_size: int = PATCH_SIZE, min_pixels: int = MIN_PIXELS,
+                          max_pixels: int = MAX_PIXELS) -> None:
     from transformers import Qwen2VLImageProcessorPil
 
     tok.save_pretrained(out_dir)  # tokenizer.json, tokenizer_config.json, chat_template.jinja
     image_processor = Qwen2VLImageProcessorPil(
-        patch_size=PATCH_SIZE,
+        patch_size=patch_size,
         temporal_patch_size=TEMPORAL_PATCH_SIZE,
         merge_size=MERGE_SIZE,
-        min_pixels=MIN_PIXELS,
-        max_pixels=MAX_PIXELS,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
         image_mean=[0.5, 0.5, 0.5],  # Qwen3-VL's values
         image_std=[0.5, 0.5, 0.5],
     )
@@ -110,7 +159,7 @@ def _save_generation_config(model, ids: dict[str, int]) -> None:
     )
 
 
-def _build(out_dir: Path, moe: bool) -> None:
+def _build(out_dir: Path, moe: bool, bench: bool = False) -> None:
     import torch
     from transformers import (
         Qwen3VLConfig,
@@ -123,9 +172,16 @@ def _build(out_dir: Path, moe: bool) -> None:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = build_qwen_tokenizer()
-    ids = special_token_ids(tok)
-    text = _text_config(len(tok), ids)
+    if bench:
+        from src.models.tiny.tokenizer import bpe_corpus, build_bpe_qwen_tokenizer
+
+        tok = build_bpe_qwen_tokenizer(bpe_corpus(), BENCH_VOCAB_SIZE)
+        ids = special_token_ids(tok)
+        text = _bench_text_config(len(tok), ids)
+    else:
+        tok = build_qwen_tokenizer()
+        ids = special_token_ids(tok)
+        text = _text_config(len(tok), ids)
     if moe:
         text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
                     decoder_sparse_step=1, mlp_only_layers=[], tie_word_embeddings=False)
@@ -134,7 +190,7 @@ def _build(out_dir: Path, moe: bool) -> None:
         config_cls, model_cls = Qwen3VLConfig, Qwen3VLForConditionalGeneration
     config = config_cls(
         text_config=text,
-        vision_config=_vision_config(),
+        vision_config=_bench_vision_config() if bench else _vision_config(),
         image_token_id=ids["image_token_id"],
         video_token_id=ids["video_token_id"],
         vision_start_token_id=ids["vision_start_token_id"],
@@ -147,12 +203,23 @@ def _build(out_dir: Path, moe: bool) -> None:
     model = model_cls(config).to(torch.float32).eval()
     _save_generation_config(model, ids)
     model.save_pretrained(out_dir, safe_serialization=True)
-    _save_processor_files(out_dir, tok)
+    if bench:
+        _save_processor_files(out_dir, tok, patch_size=BENCH_PATCH_SIZE, min_pixels=BENCH_MIN_PIXELS,
+                              max_pixels=BENCH_MAX_PIXELS)
+    else:
+        _save_processor_files(out_dir, tok)
 
 
 def build_dense(out_dir: Path) -> None:
     """Write a tiny random `Qwen3VLForConditionalGeneration` checkpoint + processor files to `out_dir`."""
     _build(Path(out_dir), moe=False)
+
+
+def build_bench(out_dir: Path) -> None:
+    """Write `tiny:qwen3-vl-bench`: a random `Qwen3VLForConditionalGeneration` with realistic *shapes* (a
+    trained BPE tokenizer, real patch/merge sizes and pixel budget, hidden 512) for bench/judge_batching.py.
+    Not used by the test suite (building it takes ~10 s)."""
+    _build(Path(out_dir), moe=False, bench=True)
 
 
 def build_moe(out_dir: Path) -> None:
