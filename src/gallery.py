@@ -330,13 +330,14 @@ def histogram(report: dict[str, Any]) -> dict[str, Any]:
             "left": left, "peak": peak, "lo": _fmt(lo), "hi": _fmt(hi), "n": len(scores)}
 
 
-def perf_table(perf: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The performance table of report.md (src/perf.py: format_table) as header, rows and a note."""
+def perf_table(perf: dict[str, Any] | None, labels: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The performance table of report.md (src/perf.py: format_table) as header, rows and a note, in the
+    report's language."""
     if not perf or not perf.get("stages"):
         return None
     from src.perf import format_table
 
-    lines = format_table(perf).split("\n")
+    lines = format_table(perf, labels).split("\n")
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
     note = " ".join(line for line in lines if line and not line.startswith("|"))
     return {"header": cells[0], "rows": cells[2:], "note": note.replace("`", "")}
@@ -357,4 +358,4 @@ def html_context(report: dict[str, Any], html_path: Path, run_dir: Path) -> dict
             "statuses": ["scored", "invalid_input", "edit_failed", "score_failed", "pending"],
             "labels": labels, "rows": _rows(report, categories)}
     return {"t": labels, "lang": lang, "data_json": _script_json(data), "bars": bar_chart(report, categories),
-            "hist": histogram(report), "perf": perf_table(report["run"].get("performance"))}
+            "hist": histogram(report), "perf": perf_table(report["run"].get("performance"), labels)}

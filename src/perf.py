@@ -279,10 +279,21 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def format_table(perf: dict) -> str:
-    """A short Markdown table of `PerfRecorder.to_dict()` (plus one line on loads, releases and swaps)."""
-    lines = ["| stage | wall s | model s | items/s | p50 s/item | p95 s/item | batch sizes | peak RSS | peak GPU |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---|"]
+PERF_LABELS_EN = {
+    "perf_cols": "stage|wall s|model s|items/s|p50 s/item|p95 s/item|batch sizes|peak RSS|peak GPU",
+    "perf_loads": "loads", "perf_releases": "releases", "perf_swaps": "swaps", "perf_moved": "moved",
+    "perf_peak_rss": "peak RSS overall",
+    "perf_note": "Batch sizes: `size x calls`; p50/p95 per item by linear interpolation.",
+}
+
+
+def format_table(perf: dict, labels: dict | None = None) -> str:
+    """A short Markdown table of `PerfRecorder.to_dict()` (plus one line on loads, releases and swaps), in
+    the report's language (`labels`: src/report_labels.py; English when None). Stage and role names are
+    identifiers and stay as recorded."""
+    t = {**PERF_LABELS_EN, **{k: v for k, v in (labels or {}).items() if k.startswith("perf_")}}
+    cols = t["perf_cols"].split("|")
+    lines = ["| " + " | ".join(cols) + " |", "|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for name, st in perf.get("stages", {}).items():
         batches = ", ".join(f"{k}x{v}" for k, v in st.get("batch_sizes", {}).items()) or "-"
         gpu = st.get("peak_gpu_bytes")
@@ -293,15 +304,16 @@ def format_table(perf: dict) -> str:
     extra = []
     for key in ("loads", "releases"):
         if perf.get(key):
-            extra.append(f"{key}: " + ", ".join(f"{role} {s:.2f} s" for role, s in perf[key].items()))
+            extra.append(f"{t['perf_' + key]}: " + ", ".join(f"{role} {s:.2f} s" for role, s in perf[key].items()))
     swaps = perf.get("swaps") or {}
     if swaps.get("count"):
-        extra.append(f"swaps: {swaps['count']} ({swaps['seconds']:.2f} s, {_size(swaps['bytes'])} moved)")
+        extra.append(f"{t['perf_swaps']}: {swaps['count']} ({swaps['seconds']:.2f} s, {_size(swaps['bytes'])} "
+                     f"{t['perf_moved']})")
     if perf.get("peak_rss_bytes") is not None:
-        extra.append(f"peak RSS overall: {_size(perf['peak_rss_bytes'])}")
+        extra.append(f"{t['perf_peak_rss']}: {_size(perf['peak_rss_bytes'])}")
     if extra:
         lines.append("")
-        lines.append("; ".join(extra) + ". Batch sizes: `size x calls`; p50/p95 per item by linear interpolation.")
+        lines.append("; ".join(extra) + ". " + t["perf_note"])
     return "\n".join(lines)
 
 

@@ -713,15 +713,21 @@ def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, scoring: Scor
     data = (run_dir / rec.image_path).read_bytes()
     if hashlib.sha256(data).hexdigest() != rec.output_sha256:
         raise ValueError(f"{rec.image_path} changed on disk since it was recorded (sha256 differs)")
+    # Both images are decoded on the judge's first look (ScoreRequest's loaders): a judge that never reads
+    # pixels costs no decode, and the original is not decoded a second time for nothing.
+    return score_request(pair, functools.partial(_decode_edit, data, rec.image_path), scoring)
+
+
+def score_request(pair: PairSpec, edited: Image.Image | Callable[[], Image.Image], scoring: ScoringSetup,
+                  original: Image.Image | Callable[[], Image.Image] | None = None) -> ScoreRequest:
+    """What the judge gets for one pair (also used by `smoke`, so it judges exactly what a run would):
+    the rendered prompt, the pair's extra images (reference / ground truth ...), its metadata, and the
+    prompt of every query its protocol asks (src/scoring/judging.py)."""
     prompt = render_prompt(scoring.templates[pair.category], **template_variables(
         instruction=pair.instruction, description=pair.description, category=pair.category, pair_id=pair.pair_id,
         metadata=pair.metadata, image_roles=("original", "edited")))
-    # the judge also gets the pair's extra images (reference / ground truth ...), its metadata, and the
-    # prompt of every query its protocol asks (src/scoring/judging.py)
-    # Both images are decoded on the judge's first look (ScoreRequest's loaders): a judge that never reads
-    # pixels costs no decode, and the original is not decoded a second time for nothing.
-    return ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=pair.load_image,
-                        edited=functools.partial(_decode_edit, data, rec.image_path),
+    return ScoreRequest(pair_id=pair.pair_id, category=pair.category,
+                        original=pair.load_image if original is None else original, edited=edited,
                         instruction=pair.instruction, description=pair.description, prompt=prompt,
                         named_images=scoring.images_for(pair), metadata=dict(pair.metadata or {}),
                         prompts=scoring.prompts_for(pair))

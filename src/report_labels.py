@@ -10,6 +10,8 @@ from __future__ import annotations
 import unicodedata
 from typing import Iterable
 
+from src.perf import PERF_LABELS_EN
+
 LANGUAGES = ("auto", "en", "zh")
 
 EN = {
@@ -57,6 +59,7 @@ EN = {
     "unc_short": "95%% confidence intervals: %s, %s resamples, seed %s; se of a mean = sample std / sqrt(n).",
     "macro_note": "The macro mean's interval resamples the pairs within each category (a stratified bootstrap).",
     "dimension": "dimension",
+    **PERF_LABELS_EN,
 }
 
 ZH = {
@@ -102,6 +105,10 @@ ZH = {
     "unc_short": "95%% 置信区间：%s，重采样 %s 次，随机种子 %s；平均值的标准误 = 样本标准差 / sqrt(n)。",
     "macro_note": "宏平均的置信区间在每个类别内部重采样样本（分层自助法）。",
     "dimension": "维度",
+    "perf_cols": "阶段|墙钟时间 秒|模型时间 秒|样本/秒|每样本 p50 秒|每样本 p95 秒|批大小|峰值内存|峰值显存",
+    "perf_loads": "加载", "perf_releases": "释放", "perf_swaps": "切换", "perf_moved": "已搬移",
+    "perf_peak_rss": "总体峰值内存",
+    "perf_note": "批大小：`大小 x 调用次数`；每样本 p50/p95 按线性插值计算。",
 }
 
 LABELS = {"en": EN, "zh": ZH}

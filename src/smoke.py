@@ -201,11 +201,10 @@ def run_smoke(cfg, out_dir: Path, tolerance: int = 0) -> dict[str, Any]:
 
     from src.data import load_benchmark
     from src.memplan import plan as memory_plan
-    from src.models.base import EditRequest, ScoreRequest
+    from src.models.base import EditRequest
     from src.models.diffusion.languages import instruction_language_warning
     from src.models.diffusion.qwen_fixes import rope_positions_status
-    from src.pipeline import pair_seed, scoring_setup
-    from src.prompts import render_prompt
+    from src.pipeline import pair_seed, score_request, scoring_setup
 
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"versions": versions(), "gpus": gpus(), "ok": False, "warnings": [],
@@ -274,12 +273,7 @@ def run_smoke(cfg, out_dir: Path, tolerance: int = 0) -> dict[str, Any]:
     judge = cfg.judge.build()
     judge.check()
     scoring = scoring_setup(cfg, bench)
-    prompt = render_prompt(scoring.templates[pair.category], instruction=pair.instruction,
-                           description=pair.description, category=pair.category, pair_id=pair.pair_id)
-    sreq = ScoreRequest(pair_id=pair.pair_id, category=pair.category, original=image, edited=edit.image,
-                        instruction=pair.instruction, description=pair.description, prompt=prompt,
-                        named_images=scoring.images_for(pair), metadata=dict(pair.metadata or {}),
-                        prompts=scoring.prompts_for(pair))
+    sreq = score_request(pair, edit.image, scoring, original=image)  # exactly what a run's judge gets
     jd: dict[str, Any] = {"class": type(judge).__name__, "model": getattr(judge, "model_name", None),
                           "predicted": predicted["judge"]}
     result["judge"] = jd

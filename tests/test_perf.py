@@ -156,3 +156,16 @@ def test_format_table():
     assert lines[2].startswith("| edit |") and "2x1" in lines[2]
     assert lines[3].startswith("| report |")
     assert "swaps: 1" in text and "2.00 GiB" in text and "loads: editor 3.00 s" in text
+
+
+def test_format_table_speaks_the_reports_language():
+    from src.report_labels import LABELS
+
+    perf = PerfRecorder()
+    with perf.stage("edit"):
+        perf.model_call("edit", 2, 1.0, batch_size=2)
+    perf.event("load_editor", 3.0)
+    zh = format_table(perf.to_dict(), LABELS["zh"])
+    assert zh.splitlines()[0].startswith("| 阶段 | 墙钟时间 秒 |") and "加载: editor 3.00 s" in zh
+    assert zh.splitlines()[2].startswith("| edit |")  # stage names are identifiers, not translated
+    assert format_table(perf.to_dict(), LABELS["en"]) == format_table(perf.to_dict())
