@@ -9,6 +9,9 @@ names never become paths, an image used by several pairs is stored once, and not
     thumbs/<sha256>.webp       256 px thumbnails of originals, extra images and edits
     gallery.json               which files belong to which pair (category, pair_id, role)
 
+Thumbnails of each edit and its original are made earlier, by the edit stage's writer thread
+(`write_thumbnail`, src/writer.py), from the images in memory; the report stage makes any that are missing.
+
 Who writes them: the *report stage* (`materialize`, called by the pipeline just before the reports),
 because it is the one stage that always runs, also for runs made before the gallery existed; the
 benchmark file is loaded then anyway. `--stage report` alone does not read the benchmark file: it
@@ -33,7 +36,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from src.report_labels import LABELS, resolve_language
 
@@ -89,22 +92,43 @@ def thumb_path(sha: str) -> str:
     return f"thumbs/{sha}.webp"
 
 
+def thumbnail_bytes(image: Image.Image) -> bytes:
+    """The WebP thumbnail (at most THUMB_PX on a side) of an image already decoded and oriented."""
+    im = image.convert("RGB")
+    im.thumbnail((THUMB_PX, THUMB_PX))
+    buf = io.BytesIO()
+    im.save(buf, format="WEBP", quality=THUMB_QUALITY, method=4)
+    return buf.getvalue()
+
+
+def write_thumbnail(run_dir: Path, image: Image.Image, sha: str) -> str | None:
+    """thumbs/<sha>.webp from an image in memory (written once). Used by the edit stage's writer thread
+    (src/writer.py) for each edit and its original, so the report stage finds them made; a thumbnail is
+    a cache file: any failure is logged and the report stage makes it later. None on failure."""
+    rel = thumb_path(sha)
+    try:
+        if not (run_dir / rel).exists():
+            _write_once(run_dir / rel, thumbnail_bytes(image))
+    except Exception as e:  # noqa: BLE001 - a picture must never fail an edit
+        log.warning("gallery: no thumbnail %s yet (%s); the report stage retries", rel, e)
+        return None
+    return rel
+
+
 def make_thumbnail(run_dir: Path, source_rel: str, sha: str) -> str | None:
-    """thumbs/<sha>.webp for the image at `source_rel` (written once); None when it cannot be read."""
+    """thumbs/<sha>.webp for the image file at `source_rel` (written once); None when it cannot be read.
+    EXIF orientation is applied, as browsers apply it to the full image and as the models saw it."""
     rel = thumb_path(sha)
     if (run_dir / rel).exists():
         return rel
     try:
         with Image.open(run_dir / source_rel) as im:
             im.draft("RGB", (THUMB_PX, THUMB_PX))  # JPEG: decode at reduced size
-            im = im.convert("RGB")
-            im.thumbnail((THUMB_PX, THUMB_PX))
-            buf = io.BytesIO()
-            im.save(buf, format="WEBP", quality=THUMB_QUALITY, method=4)
+            data = thumbnail_bytes(ImageOps.exif_transpose(im))
     except (OSError, ValueError) as e:
         log.warning("gallery: no thumbnail for %s (%s)", source_rel, e)
         return None
-    _write_once(run_dir / rel, buf.getvalue())
+    _write_once(run_dir / rel, data)
     return rel
 
 

@@ -606,7 +606,7 @@ def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_d
     limit = instruction_limit(cfg.max_instruction_chars, editor, import_class(cfg.judge.class_path, "reward_model", []))
     bar = Progress("edit", len(pairs))
     # PNG encode + fsync run on a writer thread while the editor works; records follow their images
-    with EditWriter(cfg.png_compress_level) as writer:
+    with EditWriter(cfg.png_compress_level, run_dir=run_dir) as writer:
         for category, cat_pairs in _by_category(pairs, lambda p: p.category):
             bar.start_category(category, len(cat_pairs))
             batch: list[tuple[PairSpec, EditRequest, str]] = []
@@ -656,7 +656,8 @@ def _run_edit_batch(editor, batch, state, run_dir, writer: EditWriter, editor_fp
         record = functools.partial(_edit_record, pair, positions, "edited", editor_fp, image_path=rel,
                                    info=res.info, **common)
         writer.submit(res.image, run_dir / rel,  # the image first (written on the writer thread) ...
-                      lambda sha, record=record: state.put_edit(record(output_sha256=sha)))  # ... then its record
+                      lambda sha, record=record: state.put_edit(record(output_sha256=sha)),  # ... then its record
+                      originals=[(req.image, sha)])  # (+ the gallery's thumbnails of the edit and its original)
 
 
 # ============================================================================ stage 2: score

@@ -21,6 +21,11 @@ seed, same bytes) and the file is replaced atomically.
   wanted, and by tests that compare the two.
 
 SQLite connections stay on the pipeline's thread: the writer thread never touches `State`.
+
+With `run_dir`, the writer also makes the report gallery's thumbnails of each edit and of its original
+(`src/gallery.py: write_thumbnail`, from the images in memory: no decode), which the report stage used to
+make all at once at the end of the run. They are cache files: one that fails or is missing is made by the
+report stage; they never hold up or fail an edit record beyond the time to write them.
 """
 
 from __future__ import annotations
@@ -49,20 +54,36 @@ def encode_and_write(image: Image.Image, path: Path, compress_level: int) -> str
     return hashlib.sha256(data).hexdigest()
 
 
+def _write(image: Image.Image, path: Path, compress_level: int, thumbs_dir: Path | None,
+           originals: list[tuple[Image.Image, str]]) -> str:
+    sha = encode_and_write(image, path, compress_level)
+    if thumbs_dir is not None:  # the gallery's thumbnails (cache files, never a failure: src/gallery.py)
+        from src.gallery import write_thumbnail
+
+        for im, im_sha in [(image, sha), *originals]:
+            write_thumbnail(thumbs_dir, im, im_sha)
+    return sha
+
+
 class EditWriter:
-    def __init__(self, compress_level: int, *, background: bool = True, max_pending: int = 8):
+    def __init__(self, compress_level: int, *, background: bool = True, max_pending: int = 8,
+                 run_dir: Path | None = None):
         self.compress_level = compress_level
+        self.run_dir = run_dir  # given: also write the gallery's thumbnails of each edit and its original
         self.max_pending = max(1, max_pending)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="png-writer") if background else None
         self._pending: deque[tuple[Future, Callable[[str], None]]] = deque()
 
-    def submit(self, image: Image.Image, path: Path, commit: Callable[[str], None]) -> None:
+    def submit(self, image: Image.Image, path: Path, commit: Callable[[str], None],
+               originals: list[tuple[Image.Image, str]] = ()) -> None:
         """Write `image` to `path`; once it is durable, `commit(sha256)` runs on this thread (at a later
-        `submit`, `collect` or `close`)."""
+        `submit`, `collect` or `close`). With `run_dir`, thumbnails of the image and of each (image, sha256)
+        in `originals` are written after it (the record does not wait for them to be durable)."""
+        args = (image, path, self.compress_level, self.run_dir, list(originals))
         if self._pool is None:
-            commit(encode_and_write(image, path, self.compress_level))
+            commit(_write(*args))
             return
-        self._pending.append((self._pool.submit(encode_and_write, image, path, self.compress_level), commit))
+        self._pending.append((self._pool.submit(_write, *args), commit))
         self.collect(wait_for=len(self._pending) - self.max_pending)
 
     def collect(self, wait_for: int = 0) -> None:

@@ -205,3 +205,33 @@ def test_score_request_loaders_run_once_and_images_pass_through():
     with pytest.raises(TypeError, match="original must be a PIL image or a loader"):
         ScoreRequest(pair_id="p", category="c", original=b"png", edited=given, instruction="i", description=None,
                      prompt=prompt)
+
+
+def test_the_edit_stage_makes_the_gallery_thumbnails_and_the_report_stage_reuses_them(tmp_path, monkeypatch):
+    from src import gallery
+
+    made_late = []
+    real = gallery.make_thumbnail
+    monkeypatch.setattr(gallery, "make_thumbnail", lambda run_dir, rel, sha: made_late.append(rel) or real(run_dir, rel, sha))
+    run_dir = run(tmp_path, 4)
+    state = State(run_dir / "state.sqlite")
+    try:
+        recs = [r for r in state.edit_map().values() if r.status == "edited"]
+    finally:
+        state.close()
+    assert len(recs) == 4
+    for rec in recs:
+        for sha in (rec.output_sha256, rec.input_sha256):
+            assert Image.open(run_dir / "thumbs" / f"{sha}.webp").format == "WEBP"
+    assert made_late == []  # every thumbnail was there before the report stage
+
+
+def test_thumbnails_follow_exif_orientation_like_the_models_and_browsers(tmp_path):
+    from src.gallery import make_thumbnail
+
+    im = Image.new("RGB", (40, 20), (10, 200, 30))
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": shown (and given to the models) as 20 x 40
+    im.save(tmp_path / "o.jpg", exif=exif.tobytes())
+    rel = make_thumbnail(tmp_path, "o.jpg", "abc")
+    assert Image.open(tmp_path / rel).size == (20, 40)
