@@ -58,8 +58,12 @@ def _write_once(path: Path, data: bytes) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an interrupt: leave no half-written temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return True
 
 

@@ -235,3 +235,17 @@ def test_thumbnails_follow_exif_orientation_like_the_models_and_browsers(tmp_pat
     im.save(tmp_path / "o.jpg", exif=exif.tobytes())
     rel = make_thumbnail(tmp_path, "o.jpg", "abc")
     assert Image.open(tmp_path / rel).size == (20, 40)
+
+
+def test_a_thumbnail_that_hits_a_full_disk_is_skipped_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from src.gallery import write_thumbnail
+
+    real = Path.write_bytes
+
+    def half(self, data):
+        real(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", half)
+    assert write_thumbnail(tmp_path, image(3), "abc") is None  # logged; the report stage retries
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
