@@ -166,6 +166,6 @@ def test_format_table_speaks_the_reports_language():
         perf.model_call("edit", 2, 1.0, batch_size=2)
     perf.event("load_editor", 3.0)
     zh = format_table(perf.to_dict(), LABELS["zh"])
-    assert zh.splitlines()[0].startswith("| 阶段 | 墙钟时间 秒 |") and "加载: editor 3.00 s" in zh
+    assert zh.splitlines()[0].startswith("| 阶段 | 墙钟时间（秒） |") and "加载: editor 3.00 s" in zh
     assert zh.splitlines()[2].startswith("| edit |")  # stage names are identifiers, not translated
     assert format_table(perf.to_dict(), LABELS["en"]) == format_table(perf.to_dict())

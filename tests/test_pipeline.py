@@ -298,4 +298,4 @@ def test_performance_record_in_report(tmp_path, fake_config):
     assert perf["peak_rss_bytes"] > 0
     md = (tmp_path / "outputs" / "p" / "report.md").read_text(encoding="utf-8")
     assert "## 性能" in md and "| score |" in md  # Chinese categories: Chinese labels (report.language: auto)
-    assert "| 阶段 | 墙钟时间 秒 |" in md and "| stage |" not in md and "加载: editor" in md  # the table too
+    assert "| 阶段 | 墙钟时间（秒） |" in md and "| stage |" not in md and "加载: editor" in md  # the table too
