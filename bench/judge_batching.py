@@ -5,6 +5,7 @@ with a profile of where the time goes at batch 1 and batch 8.
     python bench/judge_batching.py --no-profile    # without the profile (~12 min)
     python bench/judge_batching.py --threads 1,2   # also with 2 torch threads (erratic on a busy 2-core box)
     python bench/judge_batching.py --quick         # smoke (tiny:qwen3-vl, seconds)
+    python bench/judge_batching.py --split         # prefill vs decode per item at batch 1 and 8 (~5 min)
 
 The judge is `Qwen3VLRewardModel(model_name=MODEL, device="cpu", dtype="float32", ...)` with MODEL =
 `tiny:qwen3-vl-bench` (src/models/tiny/qwen3_vl.py `build_bench`): the real Qwen3-VL architecture,
@@ -260,6 +261,46 @@ def profile_call(judge, requests, batch: int) -> dict:
             "python_steps_ms_per_item": {k: round(v * 1000 / n, 1) for k, v in py.items()}}
 
 
+def prefill_decode_split(model: str, requests, new_tokens: int, batches: list[int], rounds: int) -> list[dict]:
+    """Prefill vs decode per item, measured directly: `model.generate` on the judge's own encoded inputs
+    with 1 new token (the prefill + one lm_head row) and with `new_tokens` (forced), alternated in each
+    round so that load drift on a shared machine hits both alike; the median of `rounds` of each.
+    decode ms per token per row = (t(new_tokens) - t(1)) / (new_tokens - 1) / batch."""
+    import copy
+
+    import torch
+
+    judge, _calls = load_judge(model, "generate", new_tokens)
+    generate = judge.model.generate
+    out = []
+    for b in batches:
+        rows = requests[:b]
+        inputs = judge._encode([judge._prompt_text(r) for r in rows], rows)
+        times: dict[int, list[float]] = {1: [], new_tokens: []}
+        with torch.inference_mode():
+            for i in range(rounds + 1):  # round 0: warm-up, not timed
+                for n in (1, new_tokens):
+                    cfg = copy.deepcopy(judge._generation_config)
+                    cfg.max_new_tokens = cfg.min_new_tokens = n
+                    t0 = time.perf_counter()
+                    generate(**inputs, generation_config=cfg)
+                    if i:
+                        times[n].append(time.perf_counter() - t0)
+        t1, tn = statistics.median(times[1]), statistics.median(times[new_tokens])
+        out.append({"batch": b, "rounds": rounds, "seconds_1_token": [round(x, 3) for x in times[1]],
+                    f"seconds_{new_tokens}_tokens": [round(x, 3) for x in times[new_tokens]],
+                    "prefill_s_per_item": round(t1 / b, 3),
+                    "decode_ms_per_token_per_row": round((tn - t1) / (new_tokens - 1) / b * 1000, 2),
+                    "generate_s_per_item": round(tn / b, 3)})
+    judge.release()
+    base = out[0]
+    for r in out:
+        r["generate_speedup_vs_first"] = round(base["generate_s_per_item"] / r["generate_s_per_item"], 2)
+    # the ceiling if decoding cost nothing at the largest batch: (prefill + decode at batch 1) / prefill
+    base["generate_ceiling_if_decode_free"] = round(base["generate_s_per_item"] / out[-1]["prefill_s_per_item"], 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=MODEL, help=f"judge model_name (default {MODEL}; --quick: {QUICK_MODEL})")
@@ -275,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(no padding; diagnostic); short: a one-line prompt (diagnostic)")
     ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                     help="profile batch 1 vs 8 (default: on, off with --quick)")
+    ap.add_argument("--split", action="store_true",
+                    help="only the prefill/decode split (batch 1 and 8, category prompts, interleaved rounds); "
+                         "writes judge_batching_split.json")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: {QUICK_MODEL}, 8 items, batches 1 and 8, short prompt, 1 round, "
                          f"{QUICK_NEW_TOKENS} new tokens, no profile")
@@ -291,6 +335,21 @@ def main(argv: list[str] | None = None) -> int:
     counts = reply_tokens(args.model)
     new_tokens = args.new_tokens or max(counts)
     batches = [int(b) for b in args.batches.split(",")]
+    if args.split:
+        torch.set_num_threads(int(args.threads.split(",")[0]))
+        split_batches = [batches[0], batches[-1]]
+        split = prefill_decode_split(args.model, make_requests(max(split_batches) * 2, args.image_size)[
+            max(split_batches):], new_tokens, split_batches, max(args.rounds, 2))
+        print(table(["batch", "prefill s/item", "decode ms/token/row", "generate s/item", "x first"],
+                    [[r["batch"], r["prefill_s_per_item"], r["decode_ms_per_token_per_row"], r["generate_s_per_item"],
+                      r["generate_speedup_vs_first"]] for r in split]))
+        print("ceiling if decoding were free at the largest batch:", split[0]["generate_ceiling_if_decode_free"])
+        path = save_result("judge_batching_split", {
+            "settings": {"model": args.model, "image_size": args.image_size, "new_tokens": new_tokens,
+                         "reply_sample_tokens": counts, "threads": args.threads, "prompts": "category"},
+            "rows": split}, args.results_dir)
+        print(f"\nwrote {path}")
+        return 0
     kinds = args.prompts.split(",")
     request_sets = {k: make_requests(args.items, args.image_size, prompt_kind=k) for k in kinds}
     rows = []
