@@ -1,8 +1,8 @@
 """Qwen3-VL judge throughput at batch 1, 4, 8, in `generate` and `logits` scoring (CPU, 1 torch thread),
 with a profile of where the time goes at batch 1 and batch 8.
 
-    python bench/judge_batching.py                 # full (~15 min on one core)
-    python bench/judge_batching.py --no-profile    # without the profile (~12 min)
+    python bench/judge_batching.py                 # full (~20 min on one core)
+    python bench/judge_batching.py --no-profile    # without the profile (~16 min)
     python bench/judge_batching.py --threads 1,2   # also with 2 torch threads (erratic on a busy 2-core box)
     python bench/judge_batching.py --quick         # smoke (tiny:qwen3-vl, seconds)
     python bench/judge_batching.py --split         # prefill vs decode per item at batch 1 and 8 (~5 min)
@@ -16,10 +16,10 @@ heads (GQA), MLP 1536. (`--model tiny:qwen3-vl`, the test-suite judge with hidde
 tokenizer, is what `--quick` and the old measurements used.) It is called directly with `ScoreRequest`s
 built like the pipeline builds them: the built-in category prompt rendered by src.prompts, an original and
 an edited `--image-size`² generated image (512² by default: 256 image tokens each, 512 per pair; a 1024²
-pair would be 2,048 and cost 2.6x more per item on this CPU), batches of one category at a time (as
-score_pairs does). Prompt kinds: `category` (judged: instructions of different lengths, so batches are
-left-padded), `equal` (the same prompts with one instruction for all: no padding; diagnostic), `short` (a
-one-line prompt; diagnostic).
+pair is 2,048 image tokens, ~2.6x the input: `--split --image-size 1024` measures it), batches of one
+category at a time (as score_pairs does). Prompt kinds: `category` (judged: instructions of different
+lengths, so batches are left-padded), `equal` (the same prompts with one instruction for all: no padding;
+diagnostic), `short` (a one-line prompt; diagnostic).
 
 generate: the reply length is realistic: REPLY_SAMPLES are replies in the format our built-in prompts ask
 for ({"reasoning": "<two or three sentences>", "score": N}); their token counts with the judge's own
@@ -318,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="profile batch 1 vs 8 (default: on, off with --quick)")
     ap.add_argument("--split", action="store_true",
                     help="only the prefill/decode split (batch 1 and 8, category prompts, interleaved rounds); "
-                         "writes judge_batching_split.json")
+                         "writes judge_batching_split.json (judge_batching_split_<image size>.json for another "
+                         "--image-size)")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke mode: {QUICK_MODEL}, 8 items, batches 1 and 8, short prompt, 1 round, "
                          f"{QUICK_NEW_TOKENS} new tokens, no profile")
@@ -344,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                     [[r["batch"], r["prefill_s_per_item"], r["decode_ms_per_token_per_row"], r["generate_s_per_item"],
                       r["generate_speedup_vs_first"]] for r in split]))
         print("ceiling if decoding were free at the largest batch:", split[0]["generate_ceiling_if_decode_free"])
-        path = save_result("judge_batching_split", {
+        name = "judge_batching_split" if args.image_size == 512 else f"judge_batching_split_{args.image_size}"
+        path = save_result(name, {
             "settings": {"model": args.model, "image_size": args.image_size, "new_tokens": new_tokens,
                          "reply_sample_tokens": counts, "threads": args.threads, "prompts": "category"},
             "rows": split}, args.results_dir)
