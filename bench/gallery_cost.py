@@ -6,9 +6,9 @@
 Scenario (instant models: identity editor + bench.models.ConstantRewardModel; each invocation its own
 subprocess, timed spawn to exit):
 - `python main.py --config C --run-name g`: the run (edits, scores, reports with the gallery).
-- first report: delete originals/ and gallery.json but keep thumbs/ (the edit stage's writer thread made
-  the thumbnails of every edit and original), then time `src.gallery.materialize` in process: what a
-  run's first report pays (copy every original, verifying its sha256).
+- first report: delete gallery.json but keep originals/ and thumbs/ (the edit stage's writer thread
+  copied every original and made the thumbnails of every edit and original), then time
+  `src.gallery.materialize` in process: what a run's first report pays (index the files).
 - cold: delete originals/, thumbs/ and gallery.json, then time the same call: it copies every original
   and writes every thumbnail (what the first report of a run made before the writer made thumbnails
   pays, and `--stage report` on a run folder without them).
@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         from src.state import State
 
         rows = []
-        made_by_edit_stage = len(list((run_dir / "thumbs").iterdir()))
+        made_by_edit_stage = {name: len(list((run_dir / name).iterdir())) for name in ("thumbs", "originals")}
         for label in ("first report", "cold", "warm"):
-            if label in ("first report", "cold"):  # first report: the edit stage's thumbnails are there
-                for name in ("originals", "thumbs") if label == "cold" else ("originals",):
+            if label in ("first report", "cold"):  # first report: the edit stage's files are there
+                for name in ("originals", "thumbs") if label == "cold" else ():
                     shutil.rmtree(run_dir / name)
                 (run_dir / "gallery.json").unlink()
             b = wait_quiet() if not args.quick else None
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         html_bytes = (tmp / "big.html").stat().st_size
 
         summary = {"pairs": pairs, "image_size": size, "run_wall_s": first["wall_s"],
-                   "thumbnails_made_by_edit_stage": made_by_edit_stage,
+                   "files_made_by_edit_stage": made_by_edit_stage,
                    "gallery_first_report_s": rows[0]["wall_s"],
                    "gallery_first_report_ms_per_pair": round(1000 * rows[0]["wall_s"] / pairs, 1),
                    "gallery_cold_s": rows[1]["wall_s"], "gallery_warm_s": rows[2]["wall_s"],

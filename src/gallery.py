@@ -9,8 +9,9 @@ names never become paths, an image used by several pairs is stored once, and not
     thumbs/<sha256>.webp       256 px thumbnails of originals, extra images and edits
     gallery.json               which files belong to which pair (category, pair_id, role)
 
-Thumbnails of each edit and its original are made earlier, by the edit stage's writer thread
-(`write_thumbnail`, src/writer.py), from the images in memory; the report stage makes any that are missing.
+Thumbnails of each edit and its original, and the copy of the original, are made earlier by the edit
+stage's writer thread (`write_thumbnail`, `store_original`; src/writer.py) from the images and bytes in
+memory; the report stage indexes them and makes any that are missing.
 
 Who writes them: the *report stage* (`materialize`, called by the pipeline just before the reports),
 because it is the one stage that always runs, also for runs made before the gallery existed; the
@@ -84,6 +85,25 @@ def _store_original(run_dir: Path, raw: bytes, sha: str) -> str:
     rel = f"originals/{sha}.{ext}"
     _write_once(run_dir / rel, raw)
     return rel
+
+
+def stored_original(run_dir: Path, sha: str) -> str | None:
+    """The path of the original with this sha256 if it is in originals/ already (any stored format)."""
+    for ext in dict.fromkeys(WEB_FORMATS.values()):
+        rel = f"originals/{sha}.{ext}"
+        if (run_dir / rel).is_file():
+            return rel
+    return None
+
+
+def store_original(run_dir: Path, raw: bytes, sha: str) -> str | None:
+    """The edit stage's copy of an original: the very bytes that were edited (`sha` is their sha256),
+    written once. Like a thumbnail, a failure is logged and left to the report stage. None on failure."""
+    try:
+        return stored_original(run_dir, sha) or _store_original(run_dir, raw, sha)
+    except Exception as e:  # noqa: BLE001 - a picture must never fail an edit
+        log.warning("gallery: original %s not copied yet (%s); the report stage retries", sha[:12], e)
+        return None
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -176,14 +196,16 @@ def materialize(state, bench, run_dir: Path) -> dict[str, int]:
                 and all((run_dir / f["path"]).is_file() for f in entry["files"]):
             continue
         try:
-            raw = pair._raw_image()  # the benchmark's bytes, unchanged
-            if _sha256(raw) != rec.input_sha256:
-                log.warning("gallery: %s: the benchmark image changed since it was edited; not copied",
-                            pair.where())
-                counts["skipped"] += 1
-                continue
-            files = [{"role": "original", "path": _store_original(run_dir, raw, rec.input_sha256),
-                      "sha256": rec.input_sha256}]
+            stored = stored_original(run_dir, rec.input_sha256)  # named by the sha256 of its bytes
+            if stored is None:  # not copied by the edit stage (an older run, or a failed copy)
+                raw = pair._raw_image()  # the benchmark's bytes, unchanged
+                if _sha256(raw) != rec.input_sha256:
+                    log.warning("gallery: %s: the benchmark image changed since it was edited; not copied",
+                                pair.where())
+                    counts["skipped"] += 1
+                    continue
+                stored = _store_original(run_dir, raw, rec.input_sha256)
+            files = [{"role": "original", "path": stored, "sha256": rec.input_sha256}]
             for role, image in _extra_images(pair):
                 data = _png_bytes(image)
                 sha = _sha256(data)

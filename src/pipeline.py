@@ -549,9 +549,10 @@ def image_intact(run_dir: Path, rec: EditRecord) -> bool:
 
 
 def _edit_requests(pairs: Iterable[PairSpec], state: State, cfg: RunConfig, editor_fp: str,
-                   positions: dict, limit: tuple[int, str] | None = None) -> Iterator[tuple[PairSpec, EditRequest, str]]:
+                   positions: dict, limit: tuple[int, str] | None = None
+                   ) -> Iterator[tuple[PairSpec, EditRequest | None, str | None, bytes | None]]:
     """Decode pairs one at a time; record invalid ones (also instructions over the models' `limit`, see
-    src/limits.py) right away and yield the valid ones."""
+    src/limits.py) right away and yield the valid ones with the sha256 and bytes of their original."""
     for pair in pairs:
         seed = pair_seed(cfg.seed, pair.category, pair.pair_id)
         try:
@@ -560,16 +561,17 @@ def _edit_requests(pairs: Iterable[PairSpec], state: State, cfg: RunConfig, edit
             too_long = check_instruction(pair.instruction, limit) if limit else None
             if too_long:
                 raise InvalidPair(f"{pair.where()}: {too_long}")
-            image, sha = pair.load_image(), pair.image_sha256()
+            image, raw = pair.load_image_and_bytes()
+            sha = pair.image_sha256()
             extra = pair.extra_images()
         except InvalidPair as e:
             log.warning("invalid input: %s", e)
             state.put_edit(_edit_record(pair, positions, "invalid_input", editor_fp, seed=seed, error=str(e)))
-            yield pair, None, None
+            yield pair, None, None, None
             continue
         yield pair, EditRequest(pair_id=pair.pair_id, category=pair.category, image=image,
                                 instruction=pair.instruction, seed=seed, description=pair.description,
-                                extra_images=extra, metadata=pair.metadata), sha
+                                extra_images=extra, metadata=pair.metadata), sha, raw
 
 
 def _edit_record(pair: PairSpec, positions: dict, status: str, editor_fp: str, **kw) -> EditRecord:
@@ -609,12 +611,12 @@ def edit_pairs(editor: BaseEditModel, pairs: list[PairSpec], state: State, run_d
     with EditWriter(cfg.png_compress_level, run_dir=run_dir) as writer:
         for category, cat_pairs in _by_category(pairs, lambda p: p.category):
             bar.start_category(category, len(cat_pairs))
-            batch: list[tuple[PairSpec, EditRequest, str]] = []
-            for pair, request, sha in _edit_requests(cat_pairs, state, cfg, editor_fp, positions, limit):
+            batch: list[tuple[PairSpec, EditRequest, str, bytes]] = []
+            for pair, request, sha, raw in _edit_requests(cat_pairs, state, cfg, editor_fp, positions, limit):
                 if request is None:
                     bar.update(1)
                     continue
-                batch.append((pair, request, sha))
+                batch.append((pair, request, sha, raw))
                 if len(batch) >= batcher.size:
                     _run_edit_batch(editor, batch, state, run_dir, writer, editor_fp, positions, batcher)
                     bar.update(len(batch))
@@ -639,11 +641,11 @@ def edit_image_path(category: str, pair: PairSpec) -> str:
 def _run_edit_batch(editor, batch, state, run_dir, writer: EditWriter, editor_fp, positions,
                     batcher: AdaptiveBatcher) -> None:
     t0 = time.perf_counter()
-    results = batcher.call(editor.edit, [req for _, req, _ in batch])  # halves the batch on out-of-memory
+    results = batcher.call(editor.edit, [req for _, req, _, _ in batch])  # halves the batch on out-of-memory
     # A sticky CUDA error (illegal memory access, device-side assert, ECC) stops the stage unrecorded.
-    stop_on_sticky("edit", [f"category {p.category!r}, pair {p.pair_id!r}" for p, _, _ in batch], results)
+    stop_on_sticky("edit", [f"category {p.category!r}, pair {p.pair_id!r}" for p, _, _, _ in batch], results)
     per_item = (time.perf_counter() - t0) / len(batch)
-    for (pair, req, sha), res in zip(batch, results):
+    for (pair, req, sha, raw), res in zip(batch, results):
         common = dict(seed=req.seed, input_sha256=sha, seconds=round(per_item, 4))
         error = str(res) if isinstance(res, Exception) else res.error
         if isinstance(res, Exception) or res.image is None:
@@ -657,7 +659,7 @@ def _run_edit_batch(editor, batch, state, run_dir, writer: EditWriter, editor_fp
                                    info=res.info, **common)
         writer.submit(res.image, run_dir / rel,  # the image first (written on the writer thread) ...
                       lambda sha, record=record: state.put_edit(record(output_sha256=sha)),  # ... then its record
-                      originals=[(req.image, sha)])  # (+ the gallery's thumbnails of the edit and its original)
+                      originals=[(req.image, sha, raw)])  # (+ the gallery's copy and thumbnails: src/gallery.py)
 
 
 # ============================================================================ stage 2: score

@@ -22,10 +22,11 @@ seed, same bytes) and the file is replaced atomically.
 
 SQLite connections stay on the pipeline's thread: the writer thread never touches `State`.
 
-With `run_dir`, the writer also makes the report gallery's thumbnails of each edit and of its original
-(`src/gallery.py: write_thumbnail`, from the images in memory: no decode), which the report stage used to
-make all at once at the end of the run. They are cache files: one that fails or is missing is made by the
-report stage; they never hold up or fail an edit record beyond the time to write them.
+With `run_dir`, the writer also writes the report gallery's files for each edit: the thumbnails of the
+edit and of its original (`src/gallery.py: write_thumbnail`, from the images in memory: no decode) and the
+copy of the original's bytes exactly as they were edited (`store_original`), which the report stage used
+to make all at once at the end of the run. They are cache files: one that fails or is missing is made by
+the report stage; they never hold up or fail an edit record beyond the time to write them.
 """
 
 from __future__ import annotations
@@ -54,14 +55,16 @@ def encode_and_write(image: Image.Image, path: Path, compress_level: int) -> str
     return hashlib.sha256(data).hexdigest()
 
 
-def _write(image: Image.Image, path: Path, compress_level: int, thumbs_dir: Path | None,
-           originals: list[tuple[Image.Image, str]]) -> str:
+def _write(image: Image.Image, path: Path, compress_level: int, run_dir: Path | None,
+           originals: list[tuple[Image.Image, str, bytes]]) -> str:
     sha = encode_and_write(image, path, compress_level)
-    if thumbs_dir is not None:  # the gallery's thumbnails (cache files, never a failure: src/gallery.py)
-        from src.gallery import write_thumbnail
+    if run_dir is not None:  # the gallery's files (never a failure of the edit: src/gallery.py)
+        from src.gallery import store_original, write_thumbnail
 
-        for im, im_sha in [(image, sha), *originals]:
-            write_thumbnail(thumbs_dir, im, im_sha)
+        write_thumbnail(run_dir, image, sha)
+        for im, im_sha, raw in originals:
+            store_original(run_dir, raw, im_sha)
+            write_thumbnail(run_dir, im, im_sha)
     return sha
 
 
@@ -75,10 +78,11 @@ class EditWriter:
         self._pending: deque[tuple[Future, Callable[[str], None]]] = deque()
 
     def submit(self, image: Image.Image, path: Path, commit: Callable[[str], None],
-               originals: list[tuple[Image.Image, str]] = ()) -> None:
+               originals: list[tuple[Image.Image, str, bytes]] = ()) -> None:
         """Write `image` to `path`; once it is durable, `commit(sha256)` runs on this thread (at a later
-        `submit`, `collect` or `close`). With `run_dir`, thumbnails of the image and of each (image, sha256)
-        in `originals` are written after it (the record does not wait for them to be durable)."""
+        `submit`, `collect` or `close`). With `run_dir`, the gallery's thumbnail of the image, and for each
+        (decoded image, sha256, raw bytes) in `originals` its copy and thumbnail, are written after it (the
+        record does not wait for them to be durable)."""
         args = (image, path, self.compress_level, self.run_dir, list(originals))
         if self._pool is None:
             commit(_write(*args))

@@ -16,7 +16,6 @@ from PIL import Image
 
 from src import writer as writer_mod
 from src.cli import main
-from src.data import PairSpec
 from src.models.base import BaseRewardModel, JudgePrompt, ScoreRequest, ScoreResult
 from src.models.diffusion.implementations.identity import IdentityEditModel
 from src.state import State
@@ -127,11 +126,18 @@ def run(tmp_path, n: int, judge: str | None = None, name: str = "r") -> Path:
 
 
 def test_originals_are_decoded_once_with_a_judge_that_reads_no_pixels(tmp_path, monkeypatch):
+    from src.data import records
+
     calls = []
-    real = PairSpec.load_image
-    monkeypatch.setattr(PairSpec, "load_image", lambda self: calls.append(self.pair_id) or real(self))
+    real = records._open_image  # every decode of an original goes through it
+    monkeypatch.setattr(records, "_open_image", lambda raw, where: calls.append(where) or real(raw, where))
+    reads = []
+    real_raw = records.PairSpec._raw_image
+    monkeypatch.setattr(records.PairSpec, "_raw_image", lambda self: reads.append(self.pair_id) or real_raw(self))
     run_dir = run(tmp_path, 6)  # the constant judge
-    assert sorted(calls) == sorted(set(calls)) and len(calls) == 6  # the edit stage only
+    assert len(calls) == 6 == len(set(calls))  # the edit stage only, once per pair
+    # the bytes too: read once to edit; the gallery's copy of the original is made from them
+    assert len(reads) == 6 == len(set(reads)) and len(list((run_dir / "originals").iterdir())) == 3
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     assert [p["status"] for p in report["pairs"]] == ["scored"] * 6
 

@@ -85,6 +85,14 @@ class PairSpec:
             self._sha256 = hashlib.sha256(raw).hexdigest()
         return _open_image(raw, self.where(self.image_field))
 
+    def load_image_and_bytes(self) -> tuple[Image.Image, bytes]:
+        """`load_image()` and the raw bytes it decoded, read once (the edit stage keeps the bytes for the
+        gallery's copy of the original). Raises `InvalidPair`."""
+        raw = self._raw_image()
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(raw).hexdigest()
+        return _open_image(raw, self.where(self.image_field)), raw
+
     def image_bytes(self) -> bytes:
         """The raw bytes of the original image (decoded base64 or file content). Raises `InvalidPair`."""
         return self._raw_image()
