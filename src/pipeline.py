@@ -686,6 +686,8 @@ def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]]
     bar = Progress("score", len(items))
     for category, cat_items in _by_category(items, lambda item: item[0].category):
         bar.start_category(category, len(cat_items))
+        if batcher.size > 1:  # similar input lengths share a batch: less padding (docs/benchmarks.md, section 3)
+            cat_items = sorted(cat_items, key=lambda item: judge_input_size(run_dir, *item))
         start = 0
         while start < len(cat_items):
             chunk = cat_items[start:start + batcher.size]  # the size can change between batches
@@ -710,6 +712,23 @@ def score_pairs(judge: BaseRewardModel, items: list[tuple[PairSpec, EditRecord]]
                     _put_score(state, pair, rec, scoring, res, per_item)
             bar.update(len(chunk))
     bar.close()
+
+
+def judge_input_size(run_dir: Path, pair: PairSpec, rec: EditRecord) -> tuple[int, int]:
+    """How long the judge's input for this pair will be, roughly, without decoding anything: the edit's
+    pixel count (read from its PNG header; the original usually has its aspect and a VLM processor scales
+    both to a similar token budget), then the length of the instruction and description. Used to order a
+    category's pairs so that a batch holds inputs of similar length and a VLM judge pads less; a stable
+    sort, so equal keys keep the benchmark's order, and the order is the same on every run."""
+    pixels = 0
+    try:
+        with open(run_dir / rec.image_path, "rb") as f:
+            head = f.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            pixels = int.from_bytes(head[16:20], "big") * int.from_bytes(head[20:24], "big")
+    except OSError:
+        pass  # a missing edit fails later, with its message
+    return pixels, len(pair.instruction or "") + len(pair.description or "")
 
 
 def _score_request(pair: PairSpec, rec: EditRecord, run_dir: Path, scoring: ScoringSetup) -> ScoreRequest:

@@ -25,6 +25,7 @@ SCRIPTS = {
     "paper_estimate": ["banner", "inputs", "tables"],
     "report_uncertainty": ["settings", "rows"],
     "gallery_cost": ["rows", "summary"],
+    "judge_ordering": ["settings", "rows"],
 }
 
 

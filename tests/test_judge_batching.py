@@ -87,3 +87,70 @@ def test_logits_mode_computes_lm_head_on_the_last_two_positions_only(tiny_cache)
     results = judge.score([_request(0), _request(1)])
     assert [r.status for r in results] == ["scored", "scored"]
     assert len(rows) == 1 and rows[0][:2] == (2, 2), rows  # (batch, kept positions, hidden)
+
+
+# ----------------------------------------------------------------------------- batches of similar lengths
+
+from tests.fakes import FakeRewardModel  # noqa: E402
+
+
+class RecordingJudge(FakeRewardModel):
+    batches: list[list[tuple[str, tuple[int, int]]]] = []
+
+    def score(self, requests):
+        RecordingJudge.batches.append([(r.pair_id, r.edited.size) for r in requests])
+        return super().score(requests)
+
+
+def _sized_benchmark(tmp_path):
+    import json
+
+    from tests.conftest import png_b64
+
+    sizes = [(64, 48), (16, 16), (64, 48), (16, 16), (40, 40), (16, 16)]  # interleaved large / small
+    pairs = [{"pair_id": f"p{i}", "original_image_b64": png_b64((30 * i, 90, 40), size),
+              "edit_instruction": "make it red", "original_description": "a square"} for i, size in enumerate(sizes)]
+    path = tmp_path / "sized.json"
+    path.write_text(json.dumps({"物理": {"data_pairs": pairs}}), encoding="utf-8")
+    return path
+
+
+def _run_sized(tmp_path, batch_size, name):
+    import json
+
+    from src.cli import main
+    from tests.conftest import write_config
+
+    RecordingJudge.batches = []
+    cfg = write_config(tmp_path / f"{name}.yaml", _sized_benchmark(tmp_path),
+                       judge={"class_path": "tests.test_judge_batching.RecordingJudge",
+                              "init_args": {"batch_size": batch_size}})
+    assert main(["--config", str(cfg), "--run-name", name]) == 0
+    report = json.loads((tmp_path / "outputs" / name / "report.json").read_text(encoding="utf-8"))
+    return RecordingJudge.batches, {p["pair_id"]: (p["status"], p["score"]) for p in report["pairs"]}
+
+
+def test_a_category_is_batched_by_input_size_and_scores_do_not_change(tmp_path):
+    batches, scores = _run_sized(tmp_path, 2, "b2")
+    assert [[pid for pid, _ in b] for b in batches] == [["p1", "p3"], ["p5", "p4"], ["p0", "p2"]]
+    assert all(len({size for _, size in b}) == 1 for b in batches[::2])  # no padding between small / large
+    one_by_one, scores_1 = _run_sized(tmp_path, 1, "b1")
+    assert [pid for (pid, _), in one_by_one] == [f"p{i}" for i in range(6)]  # batch 1: the benchmark's order
+    assert scores == scores_1 and all(status == "scored" for status, _ in scores.values())
+
+
+def test_judge_input_size_reads_the_png_header_only(tmp_path):
+    from PIL import Image
+
+    from src.data import PairSpec
+    from src.pipeline import judge_input_size
+    from src.state import EditRecord
+
+    Image.new("RGB", (30, 20)).save(tmp_path / "e.png")
+    pair = PairSpec(category="c", pair_id="p", index=0, file_stem="p", instruction="abc", description="de")
+    rec = EditRecord(category="c", pair_id="p", position=0, status="edited", instruction="abc", description="de",
+                     metadata={}, image_path="e.png", output_sha256="0", input_sha256="0", seed=1,
+                     editor_fingerprint="f", error=None, info={}, seconds=0.0, created_at=0.0)
+    assert judge_input_size(tmp_path, pair, rec) == (600, 5)
+    (tmp_path / "e.png").write_bytes(b"not a png")
+    assert judge_input_size(tmp_path, pair, rec) == (0, 5)  # unreadable: fails later, with its message
