@@ -230,8 +230,8 @@ def materialize(state, bench, run_dir: Path) -> dict[str, int]:
         tmp = run_dir / f".{INDEX_FILE}.tmp-{os.getpid()}"
         tmp.write_text(data, encoding="utf-8")
         os.replace(tmp, run_dir / INDEX_FILE)
-    log.info("gallery: %d originals copied, %d thumbnails written, %d skipped", counts["originals"],
-             counts["thumbnails"], counts["skipped"])
+    log.info("gallery: %d pairs' originals indexed, %d thumbnails written now (the edit stage writes most of "
+             "them), %d skipped", counts["originals"], counts["thumbnails"], counts["skipped"])
     return counts
 
 
