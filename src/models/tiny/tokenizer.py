@@ -66,7 +66,7 @@ def vocab_size() -> int:
 
 def build_qwen_tokenizer(model_max_length: int = 32768):
     """Return a `transformers.Qwen2Tokenizer` (fast, tokenizers backend) over the byte alphabet."""
-    from transformers import AddedToken, Qwen2Tokenizer
+    from transformers import Qwen2Tokenizer
 
     vocab = {ch: i for i, ch in enumerate(sorted(_bytes_to_unicode().values(), key=ord))}
     tok = Qwen2Tokenizer(
@@ -78,6 +78,13 @@ def build_qwen_tokenizer(model_max_length: int = 32768):
         model_max_length=model_max_length,
         padding_side="left",
     )
+    return _with_qwen_specials(tok)
+
+
+def _with_qwen_specials(tok):
+    """The Qwen special and added tokens, the Qwen-VL chat template and left padding on a tokenizer."""
+    from transformers import AddedToken
+
     tok.add_special_tokens(
         {"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS]}
     )
@@ -137,7 +144,7 @@ def build_bpe_qwen_tokenizer(texts: list[str], vocab_size: int, model_max_length
 
     os.environ.setdefault("RAYON_NUM_THREADS", "1")  # read when the trainer's thread pool starts
     from tokenizers import Tokenizer, models, trainers
-    from transformers import AddedToken, Qwen2Tokenizer
+    from transformers import Qwen2Tokenizer
 
     template = Qwen2Tokenizer(vocab={ch: i for i, ch in enumerate(sorted(_bytes_to_unicode().values(), key=ord))},
                               merges=[])
@@ -153,10 +160,4 @@ def build_bpe_qwen_tokenizer(texts: list[str], vocab_size: int, model_max_length
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     tok = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, unk_token=None, eos_token="<|im_end|>",
                          pad_token="<|endoftext|>", model_max_length=model_max_length, padding_side="left")
-    tok.add_special_tokens(
-        {"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS]}
-    )
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in NON_SPECIAL_ADDED])
-    tok.chat_template = QWEN_VL_CHAT_TEMPLATE
-    tok.padding_side = "left"
-    return tok
+    return _with_qwen_specials(tok)
