@@ -658,7 +658,7 @@ def _run_edit_batch(editor, batch, state, run_dir, writer: EditWriter, editor_fp
         record = functools.partial(_edit_record, pair, positions, "edited", editor_fp, image_path=rel,
                                    info=res.info, **common)
         writer.submit(res.image, run_dir / rel,  # the image first (written on the writer thread) ...
-                      lambda sha, record=record: state.put_edit(record(output_sha256=sha)),  # ... then its record
+                      lambda out_sha, record=record: state.put_edit(record(output_sha256=out_sha)),  # ... its record
                       originals=[(req.image, sha, raw)])  # (+ the gallery's copy and thumbnails: src/gallery.py)
 
 

@@ -80,10 +80,7 @@ class PairSpec:
 
     def load_image(self) -> Image.Image:
         """Decode the original image: RGB, EXIF orientation applied. Raises `InvalidPair`."""
-        raw = self._raw_image()
-        if self._sha256 is None:
-            self._sha256 = hashlib.sha256(raw).hexdigest()
-        return _open_image(raw, self.where(self.image_field))
+        return self.load_image_and_bytes()[0]
 
     def load_image_and_bytes(self) -> tuple[Image.Image, bytes]:
         """`load_image()` and the raw bytes it decoded, read once (the edit stage keeps the bytes for the
