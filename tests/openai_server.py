@@ -54,6 +54,13 @@ def error(status: int, message: str = "scripted error", **kw) -> Reply:
     return Reply(content=None, status=status, message=message, **kw)
 
 
+def user_text_and_images(body: dict) -> tuple[str, int]:
+    """The text parts of a chat request's first user message, joined by spaces, and its number of images."""
+    user = [m for m in body["messages"] if m["role"] == "user"][0]
+    text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
+    return text, sum(1 for p in user["content"] if p.get("type") == "image_url")
+
+
 @dataclass
 class Received:
     path: str

@@ -12,7 +12,7 @@ from src.models.reward.chat import score_with_protocol
 from src.scoring.parse import ScoreParseError
 from src.scoring.protocols import PROTOCOLS, ProtocolError, get_protocol, parse_values
 from tests.conftest import make_benchmark, write_config
-from tests.openai_server import Reply, ScriptedOpenAIServer
+from tests.openai_server import Reply, ScriptedOpenAIServer, user_text_and_images
 from tests.test_pipeline import report_of
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "protocol_cases.json").read_text(encoding="utf-8"))
@@ -112,9 +112,7 @@ def test_viescore_through_the_pipeline_with_a_served_judge(tmp_path, served):
     scripted = {"0-0": ([8, 6], [9, 4]), "0-1": ([10, 10], [10, 9]), "1-0": ([3, 7], [8, 8])}
 
     def reply(body):
-        user = [m for m in body["messages"] if m["role"] == "user"][0]
-        text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
-        n_images = sum(1 for p in user["content"] if p.get("type") == "image_url")
+        text, n_images = user_text_and_images(body)
         for pid, (sc, pq) in scripted.items():
             if n_images == 2 and f"{['物理', '环境'][int(pid[0])]} 编辑 {pid[-1]}" in text:
                 return Reply(content=json.dumps({"reasoning": "r", "score": sc}))
@@ -162,8 +160,7 @@ def test_num_pass_self_ensembling_with_a_served_judge(served):
     pq = '{"score": [9, 9]}'
 
     def reply(body):
-        user = [m for m in body["messages"] if m["role"] == "user"][0]
-        if sum(1 for p in user["content"] if p.get("type") == "image_url") == 1:
+        if user_text_and_images(body)[1] == 1:
             return Reply(content=pq)
         return Reply(content=replies[body["seed"] - 100])
 

@@ -14,7 +14,7 @@ from src.scoring.parse import ScoreParseError
 from src.scoring.protocols import (PROTOCOLS, PairContext, ProtocolError, ProtocolSet, parse_values,
                                    resolve_protocols, resolve_roles)
 from tests.conftest import make_benchmark, png_b64, write_config
-from tests.openai_server import Reply
+from tests.openai_server import Reply, user_text_and_images
 from tests.test_pipeline import report_of
 from tests.test_protocols import served  # noqa: F401  (fixture)
 from tests.test_transformers_vlm import tiny_cache  # noqa: F401  (fixture)
@@ -166,9 +166,7 @@ def test_kris_through_the_pipeline_with_a_served_judge(tmp_path, served):  # noq
     seen = []
 
     def reply(body):
-        user = [m for m in body["messages"] if m["role"] == "user"][0]
-        text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
-        n_images = sum(1 for p in user["content"] if p.get("type") == "image_url")
+        text, n_images = user_text_and_images(body)
         seen.append((text, n_images))
         if "VISUAL QUALITY" in text:
             return Reply(content='{"score": 5, "reasoning": "clean"}')
@@ -209,9 +207,7 @@ def test_rise_from_its_own_file_format_with_a_served_judge(tmp_path, served):  #
     seen = []
 
     def reply(body):
-        user = [m for m in body["messages"] if m["role"] == "user"][0]
-        text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
-        n_images = sum(1 for p in user["content"] if p.get("type") == "image_url")
+        text, n_images = user_text_and_images(body)
         seen.append((text, n_images))
         if "with 0 or 1" in text:
             return Reply(content='{"score": 1}' if "CONSISTENCY" in text else "Final Score: 0")
@@ -243,8 +239,7 @@ def test_rise_from_its_own_file_format_with_a_served_judge(tmp_path, served):  #
 
 def test_several_protocols_in_one_run_one_judge_load(tmp_path, served):  # noqa: F811
     def reply(body):
-        user = [m for m in body["messages"] if m["role"] == "user"][0]
-        text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
+        text, _ = user_text_and_images(body)
         if "VISUAL QUALITY" in text or "CONSISTENCY" in text:
             return Reply(content='{"score": 5}')
         if "knowledge a correct edit relies on" in text:
@@ -302,8 +297,7 @@ def test_only_the_images_a_query_shows_are_decoded():
 
 def _answer_any_query(body):
     """A judge that answers every protocol query of this project in the form the query asks for."""
-    user = [m for m in body["messages"] if m["role"] == "user"][0]
-    text = " ".join(p.get("text", "") for p in user["content"] if p.get("type") == "text")
+    text, _ = user_text_and_images(body)
     lines = re.findall(r"^(.+): <1-5>$", text, re.M)
     if lines:  # ImgEdit "Name: N"
         return Reply(content="Reasoning: fine.\n" + "\n".join(f"{name}: 4" for name in lines))
